@@ -1,0 +1,221 @@
+"""Compare a hand-written gradient with the one autograd computed, and say what is wrong.
+
+The pass rule, in float32:
+
+* the shape must match the tensor the gradient belongs to. A difference of a leading size-1
+  dimension only, as in the lecture's ``dbnmeani`` of shape (64,) for a (1, 64) tensor, passes
+  with a note; a shape that would only "match" by broadcasting fails;
+* the norm-relative error ``||a - b|| / (||a|| + ||b||)`` is at most ``RTOL`` (1e-5). A correct
+  answer gives about 1e-8 and every known mistake more than 1e-3. Differences of at most
+  ``ATOL`` (1e-7) everywhere also pass: two gradients that are mathematically zero
+  (``dlogit_maxes``, ``db1``) are float32 noise of about 1e-9 and have no relative error to speak of.
+
+``exact`` (bit-for-bit equality) is reported as information only: it depends on the CPU's
+vector unit. When a check fails, ``Comparison.hint`` holds one specific hint where one applies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+
+RTOL = 1e-5
+ATOL = 1e-7
+PROPORTIONAL = 1e-3  # a is c*b when ||a - c b|| <= PROPORTIONAL * ||a||
+
+
+@dataclass
+class Context:
+    """What the checker may use to name a mistake.
+
+    factors: named constant factors, e.g. ``{"n": 32.0, "1/n": 1/32}`` (see ``batch_factors``).
+    branches: for a tensor used more than once in the forward pass, the gradient that flows
+        back through each use, by the name of the tensor it flows from.
+    diagnostics: extra functions ``(actual, expected) -> hint or None``, tried after the others.
+    """
+
+    factors: Mapping[str, float] = field(default_factory=dict)
+    branches: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    diagnostics: tuple[Callable[[torch.Tensor, torch.Tensor], str | None], ...] = ()
+
+
+# What a factor usually means, by its name in batch_factors.
+FACTOR_MEANING = {
+    "-1": "the sign is flipped",
+    "n": "a 1/n is missing (the loss is a mean over the n examples of the batch)",
+    "1/n": "there is a 1/n too many",
+    "(n-1)/n": "it divides by n where the forward pass divides by n-1 (Bessel's correction)",
+    "n/(n-1)": "it divides by n-1 where the forward pass divides by n",
+    "2": "it is twice the expected gradient",
+    "1/2": "it is half the expected gradient",
+}
+
+
+def batch_factors(n: int) -> dict[str, float]:
+    """The constant factors that common mistakes introduce, for a batch of ``n`` examples."""
+    return {"-1": -1.0, "n": float(n), "1/n": 1.0 / n, "(n-1)/n": (n - 1) / n, "n/(n-1)": n / (n - 1),
+            "2": 2.0, "1/2": 0.5}
+
+
+@dataclass
+class Comparison:
+    ok: bool
+    exact: bool | None = None  # bit-for-bit equal (information only)
+    maxdiff: float | None = None
+    relerr: float | None = None
+    note: str = ""  # shown when ok, e.g. an accepted leading size-1 dimension
+    hint: str = ""  # shown when not ok
+
+    @property
+    def approximate(self) -> bool:
+        return self.ok
+
+
+def fmt_shape(shape) -> str:
+    return str(tuple(shape))
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``||a - b|| / (||a|| + ||b||)``, in float64; 0 when both are 0."""
+    a, b = a.double(), b.double()
+    den = (a.norm() + b.norm()).item()
+    return 0.0 if den == 0 else (a - b).norm().item() / den
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return relative_error(a, b) <= RTOL or (a.double() - b.double()).abs().max().item() <= ATOL
+
+
+def leading_one_only(got, want) -> bool:
+    """(64,) vs (1, 64) or the other way round: the same tensor up to a leading size-1 dimension."""
+    got, want = tuple(got), tuple(want)
+    return (len(want) == len(got) + 1 and want[0] == 1 and want[1:] == got) or (
+        len(got) == len(want) + 1 and got[0] == 1 and got[1:] == want
+    )
+
+
+def shape_hint(got, want, what: str) -> str:
+    """Why a gradient of shape ``got`` cannot be the gradient of a tensor of shape ``want``."""
+    got, want = tuple(got), tuple(want)
+    base = f"wrong shape: {fmt_shape(got)}, but {what} has shape {fmt_shape(want)}"
+    if len(got) + 1 == len(want):
+        for k in range(len(want)):
+            if want[k] == 1 and want[:k] + want[k + 1:] == got:
+                return (f"{base}: dimension {k} is missing. A sum or max over dim {k} needs keepdim=True "
+                        f"to keep it (a gradient always has the shape of its tensor).")
+    if len(got) == len(want) + 1:
+        for k in range(len(got)):
+            if got[k] == 1 and got[:k] + got[k + 1:] == want:
+                return f"{base}: there is an extra size-1 dimension {k} (a keepdim=True too many?)."
+    if len(got) == 2 and got == want[::-1]:
+        return f"{base}: it is transposed. Check the order of the factors of the matrix product."
+    if math.prod(got) == math.prod(want):
+        return f"{base}: the number of elements is right; reshape it with .view{fmt_shape(want)}."
+    try:
+        grid = tuple(torch.broadcast_shapes(got, want))
+    except RuntimeError:
+        grid = None
+    if grid is not None:
+        return (f"{base}. The two would broadcast to a {'x'.join(map(str, grid))} grid, "
+                f"so an elementwise comparison would compare the wrong numbers.")
+    return base + "."
+
+
+def _where(diff: torch.Tensor) -> tuple[int, ...]:
+    flat = int(diff.abs().argmax())
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
+
+
+def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) -> str:
+    """The hint for a gradient of the right shape with the wrong values (``b`` is expected)."""
+    a64, b64 = a.double(), b.double()
+    if a.dim() == 2 and a.shape[0] == a.shape[1] and _close(a.T, b):
+        return "it is transposed. Check the order of the factors of the matrix product."
+    if not a64.any():
+        return "it is all zeros: nothing was written into it."
+    # a proportional to b?
+    bb = (b64 * b64).sum().item()
+    if bb > 0:
+        c = (a64 * b64).sum().item() / bb
+        if (a64 - c * b64).norm().item() <= PROPORTIONAL * a64.norm().item() and abs(c - 1) > PROPORTIONAL:
+            for name, value in context.factors.items():
+                if abs(c - value) <= PROPORTIONAL * abs(value):
+                    meaning = FACTOR_MEANING.get(name, "")
+                    return (f"it is off by a constant factor {name} ({c:.4g} times the expected gradient)"
+                            + (f": {meaning}." if meaning else "."))
+            return (f"it is off by a constant factor: {c:.4g} times the expected gradient everywhere. "
+                    f"A constant in the expression is wrong.")
+    # only some of the paths back?
+    names = list(context.branches)
+    for r in range(1, len(names)):
+        for subset in itertools.combinations(names, r):
+            partial = sum(context.branches[s].double() for s in subset)
+            missing = [s for s in names if s not in subset]
+            if _close(a64, partial.reshape(a.shape)):
+                have = ", ".join(f"`{s}`" for s in subset)
+                lost = ", ".join(f"`{s}`" for s in missing)
+                return (f"it holds only the gradient that flows back from {have}; {what} is also used "
+                        f"by {lost}. A tensor used more than once gets the sum of the gradients "
+                        f"of all its uses (accumulate with +=, do not overwrite).")
+    for diagnose in context.diagnostics:
+        hint = diagnose(a, b)
+        if hint:
+            return hint
+    diff = a64 - b64
+    at = _where(diff)
+    return (f"it is off: relative error {relative_error(a, b):.3g} (a correct answer has about 1e-8, "
+            f"the limit is {RTOL:g}); the largest difference is {diff.abs().max().item():.3g} at index {at}, "
+            f"where it has {a64[at].item():.6g} and the expected gradient {b64[at].item():.6g}.")
+
+
+def describe_type(value) -> str:
+    if value is None:
+        return "it is None, not a tensor"
+    if value is NotImplemented or value is Ellipsis:
+        return f"it is still the placeholder {value!r}"
+    if isinstance(value, (int, float)):
+        return f"it is the number {value!r}, not a tensor"
+    return f"it is a {type(value).__module__}.{type(value).__qualname__}, not a torch.Tensor"
+
+
+def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: Context | None = None,
+            strict_shape: bool = False) -> Comparison:
+    """Compare ``actual`` (an answer) with ``expected`` (autograd's gradient of ``what``).
+
+    ``strict_shape`` refuses even a leading size-1 difference (a parameter's gradient feeds
+    an update ``p -= lr * grad``, which must not change p's shape).
+    """
+    context = context or Context()
+    want = f"a tensor of shape {fmt_shape(expected.shape)}"
+    if not isinstance(actual, torch.Tensor):
+        return Comparison(False, hint=f"{describe_type(actual)}; it should be {want}.")
+    if not (actual.is_floating_point()):
+        return Comparison(False, hint=(f"it has dtype {actual.dtype}, an integer tensor; a gradient is {want} "
+                                       f"of dtype {expected.dtype} (did torch.zeros_like copy an integer tensor?)."))
+    notes = []
+    if actual.dtype != expected.dtype:
+        notes.append(f"dtype {actual.dtype}, the network uses {expected.dtype}")
+    shape_ok = tuple(actual.shape) == tuple(expected.shape)
+    if not shape_ok:
+        if strict_shape or not leading_one_only(actual.shape, expected.shape):
+            return Comparison(False, hint=shape_hint(actual.shape, expected.shape, what))
+        notes.append(f"shape {fmt_shape(actual.shape)} for {what} of shape {fmt_shape(expected.shape)}: "
+                     f"accepted, a leading size-1 dimension broadcasts away")
+    a = actual.detach().reshape(expected.shape)
+    finite = torch.isfinite(a)
+    if not bool(finite.all()):
+        nan, inf = int(torch.isnan(a).sum()), int(torch.isinf(a).sum())
+        return Comparison(False, hint=(f"it contains {nan} NaN and {inf} inf of {a.numel()} entries: a division by "
+                                       f"zero, a log of 0, or an exp that overflowed (subtract the max first)."))
+    exact = bool(torch.equal(a.to(expected.dtype), expected))
+    maxdiff = (a.double() - expected.double()).abs().max().item() if a.numel() else 0.0
+    relerr = relative_error(a, expected)
+    ok = relerr <= RTOL or maxdiff <= ATOL
+    result = Comparison(ok, exact, maxdiff, relerr, note="; ".join(notes))
+    if not ok:
+        result.hint = value_hint(a, expected, what, context)
+    return result

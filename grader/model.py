@@ -1,0 +1,105 @@
+"""The lecture's MLP: seeded initialisation, minibatches, and its forward pass as a graph of ops.
+
+The forward pass is written once, here, as a list of single operations (``Op``). Running the
+list gives every intermediate tensor of the lecture's "chunked" forward pass; re-running one
+op on detached inputs lets autograd compute the local backward step of that op alone. Nothing
+here knows a gradient formula: every gradient the grader uses comes from ``torch.autograd``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+CHECK_SEED = 2147483647  # the lecture's seed
+PARAM_NAMES = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
+BN_EPS = 1e-5
+
+
+def init_params(vocab_size: int, block_size: int, n_embd: int, n_hidden: int, generator: torch.Generator):
+    """The lecture's initialisation, with *every* draw from ``generator``.
+
+    The lecture draws ``bngain`` and ``bnbias`` from torch's global generator; here they come
+    from ``generator`` too, so a run is reproducible. Biases and BatchNorm parameters are small
+    random numbers rather than 0 and 1, so that a wrong backward pass cannot hide behind zeros.
+    """
+    g = generator
+    C = torch.randn((vocab_size, n_embd), generator=g)
+    W1 = torch.randn((n_embd * block_size, n_hidden), generator=g) * (5 / 3) / ((n_embd * block_size) ** 0.5)
+    b1 = torch.randn(n_hidden, generator=g) * 0.1
+    W2 = torch.randn((n_hidden, vocab_size), generator=g) * 0.1
+    b2 = torch.randn(vocab_size, generator=g) * 0.1
+    bngain = torch.randn((1, n_hidden), generator=g) * 0.1 + 1.0
+    bnbias = torch.randn((1, n_hidden), generator=g) * 0.1
+    return dict(C=C, W1=W1, b1=b1, W2=W2, b2=b2, bngain=bngain, bnbias=bnbias)
+
+
+def sample_batch(X: torch.Tensor, Y: torch.Tensor, batch_size: int, generator: torch.Generator):
+    ix = torch.randint(0, X.shape[0], (batch_size,), generator=generator)
+    return X[ix], Y[ix]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One line of the forward pass: ``out = fn(*inputs)``; the input names are fn's parameters."""
+
+    out: str
+    fn: Callable[..., torch.Tensor]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(inspect.signature(self.fn).parameters)
+
+
+def forward_ops(n: int, Yb: torch.Tensor) -> list[Op]:
+    """The lecture's forward pass, "chunkated into smaller steps that are possible to backward one at a time".
+
+    ``n`` and ``Yb`` are constants of the graph (the batch size and the targets); ``Xb`` enters
+    through ``emb`` (see ``embedding_op``).
+    """
+    return [
+        Op("embcat", lambda emb: emb.view(emb.shape[0], -1)),  # concatenate the vectors
+        # Linear layer 1
+        Op("hprebn", lambda embcat, W1, b1: embcat @ W1 + b1),  # hidden layer pre-activation
+        # BatchNorm layer
+        Op("bnmeani", lambda hprebn: 1 / n * hprebn.sum(0, keepdim=True)),
+        Op("bndiff", lambda hprebn, bnmeani: hprebn - bnmeani),
+        Op("bndiff2", lambda bndiff: bndiff**2),
+        Op("bnvar", lambda bndiff2: 1 / (n - 1) * (bndiff2).sum(0, keepdim=True)),  # note: Bessel's correction
+        Op("bnvar_inv", lambda bnvar: (bnvar + BN_EPS) ** -0.5),
+        Op("bnraw", lambda bndiff, bnvar_inv: bndiff * bnvar_inv),
+        Op("hpreact", lambda bngain, bnraw, bnbias: bngain * bnraw + bnbias),
+        # Non-linearity
+        Op("h", lambda hpreact: torch.tanh(hpreact)),  # hidden layer
+        # Linear layer 2
+        Op("logits", lambda h, W2, b2: h @ W2 + b2),  # output layer
+        # cross entropy loss (same as F.cross_entropy(logits, Yb))
+        Op("logit_maxes", lambda logits: logits.max(1, keepdim=True).values),
+        Op("norm_logits", lambda logits, logit_maxes: logits - logit_maxes),  # subtract max for numerical stability
+        Op("counts", lambda norm_logits: norm_logits.exp()),
+        Op("counts_sum", lambda counts: counts.sum(1, keepdims=True)),
+        Op("counts_sum_inv", lambda counts_sum: counts_sum**-1),
+        Op("probs", lambda counts, counts_sum_inv: counts * counts_sum_inv),
+        Op("logprobs", lambda probs: probs.log()),
+        Op("loss", lambda logprobs: -logprobs[range(n), Yb].mean()),
+    ]
+
+
+def embedding_op(Xb: torch.Tensor) -> Op:
+    return Op("emb", lambda C: C[Xb])  # embed the characters into vectors
+
+
+def graph(Xb: torch.Tensor, Yb: torch.Tensor) -> list[Op]:
+    """All ops of the check network's forward pass, in the order the lecture writes them."""
+    return [embedding_op(Xb), *forward_ops(Xb.shape[0], Yb)]
+
+
+def run(ops: list[Op], values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Run ``ops`` in order on ``values`` (the parameters); return every tensor by name."""
+    values = dict(values)
+    for op in ops:
+        values[op.out] = op.fn(*(values[name] for name in op.inputs))
+    return values
