@@ -1,0 +1,261 @@
+"""Exercise 1: backprop through the lecture's forward pass, one atomic operation at a time.
+
+``cmp(name, dt, t)`` prints the lecture's row, comparing the answer ``dt`` with the gradient
+autograd computes for ``name`` on a private copy of the check network, and adds a verdict.
+
+Marking is error carried forward, as a good examiner marks: a gradient also passes when it is
+the correct local backward step applied to the student's *own* upstream gradients, so one
+mistake costs one point. That step comes from autograd too: each op that uses the tensor is
+re-run on detached inputs and differentiated alone (``Reference.branches``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from . import integrity
+from .checks import ATOL, Comparison, Context, batch_factors, compare
+from .data import load_dataset
+from .ipython import expect_names
+from .model import CHECK_SEED, graph, init_params, run, sample_batch
+
+N_EMBD, N_HIDDEN, BATCH_SIZE = 10, 64, 32
+
+# The lecture's order: each tensor comes after every tensor it flows into.
+STAGES = {
+    "cross-entropy": ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits",
+                      "logit_maxes", "logits"),
+    "second linear layer": ("h", "W2", "b2"),
+    "tanh": ("hpreact",),
+    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
+    "first linear layer": ("embcat", "W1", "b1"),
+    "embedding": ("emb", "C"),
+}
+ORDER = tuple(name for names in STAGES.values() for name in names)
+
+
+class Reference:
+    """The check network, built privately: its own data, parameters, batch and forward pass."""
+
+    def __init__(self) -> None:
+        ds = load_dataset()
+        g = torch.Generator().manual_seed(CHECK_SEED)
+        params = init_params(ds.vocab_size, ds.block_size, N_EMBD, N_HIDDEN, generator=g)
+        self.Xb, self.Yb = sample_batch(ds.Xtr, ds.Ytr, BATCH_SIZE, generator=g)
+        self.n = BATCH_SIZE
+        self.ops = graph(self.Xb, self.Yb)
+        with torch.enable_grad():
+            values = run(self.ops, {k: p.requires_grad_() for k, p in params.items()})
+            grads = torch.autograd.grad(values["loss"], [values[k] for k in ORDER])
+        self.values = {k: v.detach() for k, v in values.items()}
+        self.grads = dict(zip(ORDER, grads))
+        self.grads["loss"] = torch.tensor(1.0)
+
+    def uses(self, name: str):
+        return [op for op in self.ops if name in op.inputs]
+
+    def branches(self, name: str, upstream: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The gradient flowing into ``name`` through each op that uses it, by the op's output.
+
+        ``upstream[out]`` is the gradient of the loss with respect to that op's output.
+        """
+        out = {}
+        with torch.enable_grad():
+            for op in self.uses(name):
+                args = [self.values[k].clone().requires_grad_(k == name) for k in op.inputs]
+                result = op.fn(*args)
+                (out[op.out],) = torch.autograd.grad(result, args[op.inputs.index(name)], upstream[op.out])
+        return out
+
+
+_reference: Reference | None = None
+
+
+def reference() -> Reference:
+    global _reference
+    if _reference is None:
+        _reference = Reference()
+    return _reference
+
+
+@dataclass
+class Verdict:
+    name: str
+    ok: bool
+    vs_autograd: Comparison  # the lecture's comparison, with the true gradient
+    message: str  # the verdict column, or the hint when not ok
+    note: str = ""
+
+
+# What the student submitted for each gradient at its last check, and the mistakes it inherits.
+_submitted: dict[str, torch.Tensor] = {}
+_roots: dict[str, tuple[str, ...]] = {}
+
+
+def _usable(value, like: torch.Tensor) -> torch.Tensor | None:
+    """``value`` as a float tensor of ``like``'s shape, or None if it cannot stand in for it."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.numel() != like.numel():
+        return None
+    if value.squeeze().shape != like.squeeze().shape:  # size-1 dimensions aside, the same shape
+        return None
+    value = value.detach().to(like.dtype).reshape(like.shape)
+    return value if bool(torch.isfinite(value).all()) else None
+
+
+def _repeated_index_hint(Xb: torch.Tensor, rows: int):
+    """For the embedding table: are only the rows of repeated characters wrong?"""
+    counts = torch.bincount(Xb.flatten(), minlength=rows)
+
+    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
+        bad = ((a - b).abs() > max(ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
+        if bad.any() and bool((counts[bad] > 1).all()):
+            chars = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
+            return (f"only the rows of characters that occur more than once in Xb are wrong (rows {chars}). "
+                    f"An indexed `+=` such as dC[Xb] += ... applies each repeated index only once, so their "
+                    f"gradients do not add up: accumulate one example at a time, or with index_add_.")
+        return None
+
+    return diagnose
+
+
+def _alias_hint(dt, name: str, namespace: dict):
+    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
+        if not isinstance(dt, torch.Tensor):
+            return None
+        ptr = dt.untyped_storage().data_ptr()
+        others = [k for k, v in namespace.items() if k != f"d{name}" and k.startswith("d") and
+                  isinstance(v, torch.Tensor) and v.untyped_storage().data_ptr() == ptr]
+        if others:
+            other = others[0]
+            return (f"d{name} and {other} are one tensor (they share memory): `{other} = d{name}` gives it a "
+                    f"second name, not a copy, so an in-place `{other} += ...` changed d{name} too. "
+                    f"Use .clone().")
+        return None
+
+    return diagnose
+
+
+def _integrity_problem(name: str, dt, history) -> str | None:
+    if isinstance(dt, torch.Tensor) and (dt.requires_grad or dt.grad_fn is not None):
+        return f"d{name} was built with autograd switched on (it requires grad): derive it by hand."
+    if history is None:
+        return None
+    flow = integrity.analyse(history)
+    if flow.patches:
+        return f"the notebook changes the checking code or torch ({flow.patches[0]}), so it cannot be graded."
+    why = flow.derived.get(f"d{name}")
+    if why:
+        return (f"d{name} comes from autograd: {why}. Answers must not call backward(), read .grad "
+                f"or use torch.autograd; derive the gradient by hand.")
+    return None
+
+
+def check(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+    """Judge ``dt`` as the gradient of ``name``, error carried forward."""
+    if name not in ORDER:
+        raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
+    ref = reference()
+    true = ref.grads[name]
+    what = f"`{name}`"
+    vs_autograd = compare(dt, true, what)
+    problem = _integrity_problem(name, dt, history)
+    if problem:
+        _remember(name, dt, true, record, roots=(name,))
+        return Verdict(name, False, vs_autograd, problem)
+
+    # The local backward step, applied to the student's own upstream gradients where they have them.
+    upstream, inherited = {}, set()
+    for op in ref.uses(name):
+        own = _usable(_submitted.get(op.out), ref.grads[op.out])
+        if own is not None and not compare(own, ref.grads[op.out]).ok:
+            upstream[op.out] = own
+            inherited.update(_roots.get(op.out, (op.out,)))
+        else:
+            upstream[op.out] = ref.grads[op.out]
+    branches = ref.branches(name, upstream)
+    step = sum(branches.values())
+    context = Context(
+        factors=batch_factors(ref.n),
+        branches=branches if len(branches) > 1 else {},
+        diagnostics=(_alias_hint(dt, name, namespace or {}),)
+        + ((_repeated_index_hint(ref.Xb, true.shape[0]),) if name == "C" else ()),
+    )
+    vs_step = compare(dt, step, what, context)
+    if vs_autograd.ok:
+        _remember(name, dt, true, record, roots=())
+        return Verdict(name, True, vs_autograd, "ok", vs_autograd.note)
+    if vs_step.ok:
+        roots = tuple(sorted(inherited))
+        _remember(name, dt, true, record, roots=roots)
+        sources = ", ".join(f"d{r}" for r in roots)
+        return Verdict(name, True, vs_autograd, f"ok: this step is right; the difference comes from {sources}",
+                       vs_step.note)
+    _remember(name, dt, true, record, roots=(name,))
+    return Verdict(name, False, vs_autograd, f"d{name} is wrong: {vs_step.hint}")
+
+
+def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str, ...]) -> None:
+    if not record:
+        return
+    usable = _usable(dt, true)
+    if usable is None:
+        _submitted.pop(name, None)
+    else:
+        _submitted[name] = usable.clone()
+    _roots[name] = roots
+
+
+def row(verdict: Verdict) -> str:
+    """The lecture's row, ``name | exact | approximate | maxdiff``, and the verdict."""
+    c = verdict.vs_autograd
+    maxdiff = "n/a" if c.maxdiff is None else f"{c.maxdiff:.2g}"
+    exact = "n/a" if c.exact is None else str(c.exact)
+    status = verdict.message if verdict.ok else "FAIL"
+    line = f"{verdict.name:15s} | exact: {exact:5s} | approximate: {str(c.approximate):5s} | maxdiff: {maxdiff:7s} | {status}"
+    return line + (f"\n{'':15s}   note: {verdict.note}" if verdict.note else "")
+
+
+def _caller_globals() -> dict:
+    return sys._getframe(2).f_globals
+
+
+def cmp(s: str, dt, t=None) -> None:
+    """The lecture's check: print ``s | exact | approximate | maxdiff`` and a verdict for ``dt``.
+
+    ``t`` (the forward tensor, whose ``.grad`` the lecture compares with) is accepted for the
+    lecture's signature; the reference is autograd's gradient on the grader's private copy.
+    Raises AssertionError, with a hint, when ``dt`` is wrong.
+    """
+    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
+    print(row(verdict))
+    if not verdict.ok:
+        raise AssertionError(verdict.message)
+
+
+def verify(s: str, dt) -> None:
+    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success."""
+    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
+    if not verdict.ok:
+        raise AssertionError(verdict.message)
+
+
+def table(namespace: dict | None = None) -> None:
+    """Print all 26 rows for the gradients as they are now (``d`` + name in ``namespace``)."""
+    namespace = namespace if namespace is not None else sys._getframe(1).f_globals
+    history = integrity.kernel_history()
+    passed = 0
+    for name in ORDER:
+        key = f"d{name}"
+        if key not in namespace:
+            print(f"{name:15s} | {key} is not defined")
+            continue
+        verdict = check(name, namespace[key], namespace, history)
+        passed += verdict.ok
+        print(row(verdict).splitlines()[0] + ("" if verdict.ok else f": {verdict.message}"))
+    print(f"{passed} of {len(ORDER)} gradients pass")
+
+
+expect_names([f"d{name}" for name in ORDER], "Its answer cell")

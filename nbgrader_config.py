@@ -1,0 +1,24 @@
+"""nbgrader configuration of the Backprop Ninja course: this checkout is the course directory."""
+
+import os
+
+c = get_config()  # noqa: F821 (defined by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "backprop-ninja"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+
+# Run every notebook with the Python of the environment that runs nbgrader (it has torch and grader).
+c.Execute.kernel_name = "python3"
+# Per-cell limit. The longest cell, training in Exercise 4's grading mode, takes a few seconds.
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+
+# A deleted test cell is put back and graded instead of silently ungraded.
+c.OverwriteCells.add_missing_cells = True
+
+# What students see in an answer cell (nbgrader's default, stated here so it cannot drift).
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# A cell that prints without end must not flood the gradebook or the feedback.
+c.LimitOutput.max_lines = 1000
+c.LimitOutput.max_lines_error = 100
