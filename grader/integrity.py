@@ -38,15 +38,32 @@ def _unparse(node: ast.AST) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _dotted(node: ast.AST) -> str | None:
+    """``torch.autograd.grad`` for that attribute chain; None if it does not start at a name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+def _forbidden_module(dotted: str) -> str | None:
+    for module in FORBIDDEN_MODULES:
+        if dotted == module or dotted.startswith(module + "."):
+            return module
+    return None
+
+
 def forbidden(node: ast.AST) -> str | None:
     """The first use of autograd inside ``node``, described, or None."""
     for sub in ast.walk(node):
         why = None
         if isinstance(sub, ast.Attribute):
-            if sub.attr in FORBIDDEN_ATTRS:
+            module = _forbidden_module(_dotted(sub) or "")
+            if module:
+                why = f"uses {module}"
+            elif sub.attr in FORBIDDEN_ATTRS:
                 why = FORBIDDEN_ATTRS[sub.attr]
-            elif sub.attr == "func" and isinstance(sub.value, ast.Name) and sub.value.id == "torch":
-                why = "uses torch.func"
             elif sub.attr.startswith("_") and not sub.attr.startswith("__"):
                 why = f"reads a private attribute .{sub.attr}"
         elif isinstance(sub, ast.keyword) and sub.arg == "requires_grad":
@@ -55,7 +72,7 @@ def forbidden(node: ast.AST) -> str | None:
             why = f"uses {sub.id}"
         elif isinstance(sub, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in sub.names] + ([sub.module] if isinstance(sub, ast.ImportFrom) and sub.module else [])
-            if any(m == f or m.startswith(f + ".") for m in modules for f in FORBIDDEN_MODULES):
+            if any(_forbidden_module(m) for m in modules):
                 why = "imports torch.autograd or torch.func"
         elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name):
             if sub.func.id in HIDING_CALLS:
@@ -92,7 +109,8 @@ def _names(targets) -> list[str]:
 class Dataflow:
     """Follows autograd-derived values through a sequence of cells (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, barriers=()) -> None:
+        self.barriers = frozenset(barriers)  # names judged on their own: their taint does not spread
         self.derived: dict[str, str] = {}  # name -> why it is autograd-derived
         self.imported: set[str] = set()  # names bound by import statements
         self.patches: list[str] = []  # statements that change an imported module or object
@@ -110,7 +128,8 @@ class Dataflow:
         if why:
             return why
         for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id in self.derived:
+            if (isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id in self.derived
+                    and sub.id not in self.barriers):
                 return f"`{_unparse(node)}` uses {sub.id}, which {self.derived[sub.id]}"
         return None
 
@@ -149,13 +168,14 @@ class Dataflow:
         elif isinstance(stmt, ast.If):
             self._block(stmt.body + stmt.orelse)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-            for item in stmt.items:
-                why = self._why(item.context_expr)
+            whys = [self._why(item.context_expr) for item in stmt.items]
+            for item, why in zip(stmt.items, whys):
                 if item.optional_vars is not None:
                     self._set(_names([item.optional_vars]), why, rebinds=True)
-                if why:  # e.g. `with torch.enable_grad():` -- everything inside is autograd-derived
-                    self._set(_assigned(stmt), why, rebinds=False)
             self._block(stmt.body)
+            why = next((w for w in whys if w), None)
+            if why:  # e.g. `with torch.enable_grad():` -- everything assigned inside is autograd-derived
+                self._set(_assigned(stmt), why, rebinds=False)
         elif isinstance(stmt, ast.Try):
             self._block(stmt.body + [s for h in stmt.handlers for s in h.body] + stmt.orelse + stmt.finalbody)
         elif isinstance(stmt, ast.Assign):
@@ -170,9 +190,13 @@ class Dataflow:
             if isinstance(func, ast.Attribute):
                 self._set(_names([func.value]), self._why(stmt), rebinds=False)
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            names = [(a.asname or a.name).split(".")[0] for a in stmt.names]
-            self.imported.update(names)
-            self._set(names, forbidden(stmt), rebinds=True)
+            for alias in stmt.names:
+                name = alias.asname or alias.name.split(".")[0]
+                self.imported.add(name)
+                # `import torch.func` binds `torch`, which stays clean; `from torch.autograd import grad`
+                # and `import torch.autograd as ag` bind the forbidden thing itself
+                binds_module = isinstance(stmt, ast.ImportFrom) or alias.asname or "." not in alias.name
+                self._set([name], forbidden(stmt) if binds_module else None, rebinds=True)
         elif isinstance(stmt, ast.Delete):
             for name in _names(stmt.targets):
                 self.derived.pop(name, None)
@@ -191,9 +215,14 @@ def _assigned(node: ast.AST) -> list[str]:
     return names
 
 
-def analyse(sources) -> Dataflow:
-    """Run the cells ``sources`` through ``Dataflow``: see its ``derived`` and ``patches``."""
-    flow = Dataflow()
+def analyse(sources, barriers=()) -> Dataflow:
+    """Run the cells ``sources`` through ``Dataflow``: see its ``derived`` and ``patches``.
+
+    ``barriers`` are names that are judged on their own, such as the answers' gradients: a
+    gradient copied from ``.grad`` is rejected, but a later gradient derived *from* it by hand
+    is not (error carried forward decides whether that step is right).
+    """
+    flow = Dataflow(barriers)
     for source in sources:
         flow.run_cell(source)
     return flow

@@ -1,0 +1,39 @@
+"""Run a source notebook's code in this process: the setup, the forward pass and the solutions.
+
+The tests take the lecture's answer from source/ rather than keeping a copy of it, and make
+mistakes by applying source/demo_class.toml's edits to it.
+"""
+
+from pathlib import Path
+
+import nbformat
+
+from grader import course
+
+SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT
+
+
+def run_cells(notebook: str = "01_atomic_backprop", edits=()) -> dict:
+    """Execute every code cell but the test cells and the summary; return the namespace.
+
+    ``ns["__cells__"]`` holds the sources that ran, in order, like the kernel's input history.
+    """
+    nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
+    for edit in edits:
+        if edit["notebook"] == notebook:
+            course.apply_edit(nb, edit)
+    ns: dict = {"__name__": "__main__"}
+    cells = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or meta.get("grade") or meta.get("grade_id") == "summary":
+            continue
+        source = course.SOLUTION_MARKERS.sub("", cell.source)
+        exec(compile(source, meta.get("grade_id", "cell"), "exec"), ns)
+        cells.append(source)
+    ns["__cells__"] = cells
+    return ns
+
+
+def student(student_id: str) -> course.Student:
+    return next(s for s in course.demo_class() if s.id == student_id)

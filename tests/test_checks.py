@@ -1,0 +1,183 @@
+"""grader.checks: the pass rule and every hint, on real wrong answers from the check network."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grader.atomic import reference
+from grader.checks import ATOL, RTOL, Context, batch_factors, compare
+from notebook_code import run_cells
+
+
+@pytest.fixture(scope="module")
+def lec():
+    """The lecture's network, forward pass and hand-derived gradients (the source notebook's solution)."""
+    return run_cells()
+
+
+@pytest.fixture(scope="module")
+def true():
+    return reference().grads
+
+
+def factors(lec):
+    return Context(factors=batch_factors(lec["n"]))
+
+
+def test_correct_answers_pass_with_tiny_error(lec, true):
+    for name in ("logprobs", "W2", "hpreact", "bndiff", "W1", "C"):
+        c = compare(lec[f"d{name}"], true[name])
+        assert c.ok and c.relerr < 1e-7 and c.maxdiff < 1e-8, name
+
+
+def test_exact_is_reported_but_not_required(lec, true):
+    off_by_noise = lec["dhpreact"] + 1e-9 * torch.sign(lec["dhpreact"])
+    c = compare(off_by_noise, true["hpreact"])
+    assert c.ok and not c.exact
+
+
+def test_mathematically_zero_gradients_accept_exact_zeros(lec, true):
+    # true dlogit_maxes and db1 are float32 noise of ~1e-9: zeros are right, relative error is meaningless
+    for name in ("logit_maxes", "b1"):
+        assert 0 < true[name].abs().max() < ATOL
+        c = compare(torch.zeros_like(true[name]), true[name])
+        assert c.ok and c.relerr > RTOL, name
+
+
+def test_leading_size_one_dimension_passes_with_a_note(lec, true):
+    assert lec["dbnmeani"].shape == (64,) and true["bnmeani"].shape == (1, 64)
+    c = compare(lec["dbnmeani"], true["bnmeani"], "`bnmeani`")
+    assert c.ok and "(64,)" in c.note and "(1, 64)" in c.note
+    c = compare(lec["db1"].view(1, 64), true["b1"])  # and the other way round
+    assert c.ok and c.note
+
+
+def test_strict_shape_refuses_even_a_leading_one(lec, true):
+    c = compare(lec["db1"].view(1, 64), true["b1"], "`b1`", strict_shape=True)
+    assert not c.ok and "extra size-1 dimension 0" in c.hint
+
+
+def test_missing_keepdim_fails_although_the_values_are_right(lec, true):
+    wrong = (lec["counts"] * lec["dprobs"]).sum(1)  # dcounts_sum_inv without keepdim=True
+    assert wrong.shape == (32,) and (wrong - true["counts_sum_inv"]).shape == (32, 32)  # broadcasting trap
+    assert torch.allclose(wrong, true["counts_sum_inv"].view(32))
+    c = compare(wrong, true["counts_sum_inv"], "`counts_sum_inv`")
+    assert not c.ok
+    assert "dimension 1 is missing" in c.hint and "keepdim=True" in c.hint
+
+
+def test_broadcasting_mismatch_names_the_grid():
+    c = compare(torch.ones(32, 1), torch.ones(1, 27), "`x`")
+    assert not c.ok and "32x27 grid" in c.hint
+
+
+def test_transposed_matrix(lec, true):
+    wrong = lec["dlogits"].T @ lec["h"]  # dW2 the wrong way round
+    c = compare(wrong, true["W2"], "`W2`")
+    assert not c.ok and "transposed" in c.hint and "(27, 64)" in c.hint
+
+
+def test_transposed_square_matrix():
+    g = torch.Generator().manual_seed(0)
+    A, B = torch.randn(5, 4, generator=g), torch.randn(4, 4, generator=g, requires_grad=True)
+    dout = torch.randn(5, 4, generator=g)
+    (dB,) = torch.autograd.grad(A @ B, B, dout)
+    wrong = dout.T @ A  # the same shape, transposed values
+    c = compare(wrong, dB, "`B`")
+    assert not c.ok and c.hint.startswith("it is transposed")
+
+
+def test_wrong_number_of_dimensions_with_same_elements(lec, true):
+    c = compare(lec["dembcat"], true["emb"], "`emb`")  # forgot to .view the gradient back
+    assert not c.ok and ".view(32, 3, 10)" in c.hint
+
+
+@pytest.mark.parametrize(
+    "factor, meaning",
+    [("n", "a 1/n is missing"), ("1/n", "a 1/n too many"), ("-1", "sign is flipped"), ("2", "twice")],
+)
+def test_named_constant_factors(lec, true, factor, meaning):
+    n = lec["n"]
+    wrong = {
+        "n": ("logprobs", lec["dlogprobs"] * n),  # dlogprobs[range(n), Yb] = -1.0
+        "1/n": ("logits", lec["dlogits"] / n),  # an extra mean
+        "-1": ("W1", -lec["dW1"]),  # sign error
+        "2": ("bndiff2", lec["dbndiff2"] * 2),
+    }[factor]
+    c = compare(wrong[1], true[wrong[0]], context=factors(lec))
+    assert not c.ok and f"constant factor {factor} " in c.hint and meaning in c.hint
+
+
+def test_bessel_correction_factor(lec, true):
+    n = lec["n"]
+    wrong = (1.0 / n) * torch.ones_like(lec["bndiff2"]) * lec["dbnvar"]  # divides by n, the forward by n-1
+    c = compare(wrong, true["bndiff2"], context=factors(lec))
+    assert not c.ok and "(n-1)/n" in c.hint and "Bessel" in c.hint
+    c = compare(true["bndiff2"] * n / (n - 1), true["bndiff2"], context=factors(lec))
+    assert "n/(n-1)" in c.hint
+
+
+def test_unnamed_constant_factor_still_says_so(lec, true):
+    c = compare(lec["dbnvar"] * 1.7, true["bnvar"], context=factors(lec))
+    assert not c.ok and "constant factor: 1.7 times" in c.hint
+
+
+def test_nan_and_inf(lec, true):
+    big = lec["logits"] * 100  # a softmax without subtracting the max overflows
+    counts = big.exp()
+    probs = counts / counts.sum(1, keepdim=True)
+    dlogits = probs.clone()
+    dlogits[range(32), lec["Yb"]] -= 1
+    c = compare(dlogits / 32, true["logits"])
+    assert not c.ok and "NaN" in c.hint and "subtract the max" in c.hint
+
+
+def test_generic_difference_says_how_far(lec, true):
+    wrong = (1.0 - lec["hpreact"] ** 2) * lec["dh"]  # tanh' from the wrong tensor
+    c = compare(wrong, true["hpreact"], context=factors(lec))
+    assert not c.ok and "relative error" in c.hint and "largest difference" in c.hint
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "it is None"),
+        (0.5, "the number 0.5"),
+        (NotImplemented, "placeholder"),
+        (np.zeros((32, 27), dtype=np.float32), "numpy.ndarray, not a torch.Tensor"),
+    ],
+)
+def test_not_a_tensor(true, value, text):
+    c = compare(value, true["logprobs"])
+    assert not c.ok and text in c.hint and "(32, 27)" in c.hint
+
+
+def test_integer_tensor(lec, true):
+    wrong = torch.zeros_like(lec["Xb"])  # dC = torch.zeros_like(Xb): Xb holds character indices
+    c = compare(wrong, true["C"])
+    assert not c.ok and "integer" in c.hint and "zeros_like" in c.hint
+
+
+def test_float64_passes_with_a_note(lec, true):
+    c = compare(lec["dW2"].double(), true["W2"])
+    assert c.ok and "float64" in c.note
+
+
+def test_all_zeros(true):
+    c = compare(torch.zeros(64, 27), true["W2"])
+    assert not c.ok and "all zeros" in c.hint
+
+
+def test_missing_branch(lec, true):
+    ref = reference()
+    branches = ref.branches("counts", {"probs": true["probs"], "counts_sum": true["counts_sum"]})
+    wrong = lec["counts_sum_inv"] * lec["dprobs"]  # forgot the second use of counts
+    c = compare(wrong, true["counts"], "`counts`", Context(branches=branches))
+    assert not c.ok and "only the gradient that flows back from `probs`" in c.hint
+    assert "also used by `counts_sum`" in c.hint
+
+
+def test_cross_entropy_reference_matches_functional(lec):
+    # the reference graph is the lecture's: its loss is F.cross_entropy's
+    assert torch.allclose(reference().values["loss"], F.cross_entropy(lec["logits"], lec["Yb"]))
