@@ -1,0 +1,106 @@
+"""Instructor commands: ``python -m grader release | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import course
+
+
+def cmd_release(args) -> int:
+    """Regenerate release/ from source/ with nbgrader generate_assignment."""
+    with tempfile.TemporaryDirectory(prefix="backprop-ninja-release-") as tmp:
+        c = course.new_course(Path(tmp) / "course")
+        course.generate_release(c)
+        changed = course.sync_release(c)
+    where = f"release/{course.ASSIGNMENT}"
+    print(f"{where}: " + (f"updated {', '.join(changed)}" if changed else "up to date"))
+    return 0
+
+
+def expected_total(student: course.Student, cells: list[course.CellScore]) -> float:
+    if student.loses == "all":
+        return 0.0
+    return sum(c.max_score for c in cells if c.cell not in student.loses)
+
+
+def cmd_demo(args) -> int:
+    """Build release/, autograde a demo class with nbgrader, print the scores and where feedback went."""
+    students = [s for s in course.demo_class() if s.demo or args.all]
+    root = Path(args.course_dir).resolve()
+    step = 0
+
+    def say(text: str) -> None:
+        nonlocal step
+        step += 1
+        print(f"[{step}/5] {text}", flush=True)
+
+    say(f"course directory {root}: generate_assignment (release/ from source/)")
+    c = course.new_course(root)
+    course.generate_release(c)
+    if args.check_release:
+        stale = course.release_differences(c)
+        if stale:
+            print(f"release/{course.ASSIGNMENT} is stale ({', '.join(stale)}): run `python -m grader release`",
+                  file=sys.stderr)
+            return 1
+        print(f"      release/{course.ASSIGNMENT}: equal to a fresh generation")
+    else:
+        changed = course.sync_release(c)
+        print(f"      release/{course.ASSIGNMENT}: " + (f"updated {', '.join(changed)}" if changed else "up to date"))
+    say(f"{len(students)} submissions from source/demo_class.toml in {root / 'submitted'}")
+    for s in students:
+        course.make_submission(c, s)
+    say(f"nbgrader autograde {course.ASSIGNMENT} (students one after another)")
+    start = time.monotonic()
+    course.nbgrader(c, "autograde", course.ASSIGNMENT)
+    print(f"      {time.monotonic() - start:.0f} s, {(time.monotonic() - start) / len(students):.1f} s per student")
+    say("nbgrader generate_feedback")
+    course.nbgrader(c, "generate_feedback", course.ASSIGNMENT)
+    say("nbgrader export")
+    course.nbgrader(c, "export", "--to", str(root / "grades.csv"))
+
+    results = course.scores(c)
+    wrong = 0
+    print(f"\n{'student':28s} {'score':>7s} {'expected':>8s}  lost points in")
+    for s in students:
+        cells = results.get(s.id, [])
+        total = sum(x.score for x in cells)
+        maximum = sum(x.max_score for x in cells)
+        lost = [x.cell for x in cells if x.score < x.max_score]
+        expected = expected_total(s, cells)
+        mark = "" if abs(total - expected) < 1e-9 else "   <-- NOT AS EXPECTED"
+        wrong += bool(mark)
+        shown = "all" if lost and len(lost) == len(cells) else ", ".join(lost) or "-"
+        print(f"{s.id:28s} {total:3.0f}/{maximum:<3.0f} {expected:8.0f}  {shown}{mark}")
+    print(f"\nfeedback: {root / 'feedback'}/<student>/{course.ASSIGNMENT}/<notebook>.html")
+    print(f"grades:   {root / 'grades.csv'}")
+    if wrong:
+        print(f"{wrong} student(s) did not get the expected score", file=sys.stderr)
+    return 1 if wrong else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("release", help=cmd_release.__doc__).set_defaults(func=cmd_release)
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--course-dir", default="build/demo", help="where to build the demo course (default: %(default)s)")
+    demo.add_argument("--all", action="store_true", help="grade every student of source/demo_class.toml")
+    demo.add_argument("--check-release", action="store_true",
+                      help="do not write release/: fail if it differs from a fresh generation")
+    demo.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except course.CourseError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Instructor tools: drive nbgrader on a course directory, make submissions, read the gradebook.
+
+Everything goes through nbgrader's own command line and API, unchanged. A course directory is
+this checkout's layout: ``nbgrader_config.py``, ``source/<assignment>/``, ``release/``,
+``submitted/<student>/<assignment>/``, ``autograded/``, ``feedback/`` and ``gradebook.db``.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "backprop_ninja"
+SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+
+
+class CourseError(RuntimeError):
+    """An nbgrader step failed; the message carries its output."""
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for nbgrader: it runs `alembic` from PATH, so put this Python's bin first."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``course``; raise CourseError with its log if it fails."""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=tool_env(),
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise CourseError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def notebook_names(course: Path, assignment: str = ASSIGNMENT) -> list[str]:
+    return sorted(p.stem for p in (course / "source" / assignment).glob("*.ipynb"))
+
+
+def new_course(path: Path, repo: Path = REPO) -> Path:
+    """A fresh course directory at ``path``: this course's config and source/, nothing else."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    shutil.copy2(repo / "nbgrader_config.py", path / "nbgrader_config.py")
+    shutil.copytree(repo / "source", path / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return path
+
+
+def generate_release(course: Path, assignment: str = ASSIGNMENT) -> Path:
+    """``nbgrader generate_assignment``: solutions and hidden tests out, checksums in."""
+    nbgrader(course, "generate_assignment", assignment, "--force")
+    return course / "release" / assignment
+
+
+def release_differences(course: Path, repo: Path = REPO, assignment: str = ASSIGNMENT) -> list[str]:
+    """The notebooks of ``repo/release`` that differ from ``course``'s fresh generation (or are missing/extra)."""
+    fresh, committed = course / "release" / assignment, repo / "release" / assignment
+    names = sorted({p.name for p in fresh.glob("*.ipynb")} | {p.name for p in committed.glob("*.ipynb")})
+    return [n for n in names if not ((fresh / n).is_file() and (committed / n).is_file()
+                                     and (fresh / n).read_bytes() == (committed / n).read_bytes())]
+
+
+def sync_release(course: Path, repo: Path = REPO, assignment: str = ASSIGNMENT) -> list[str]:
+    """Make ``repo/release`` equal ``course``'s generated release; return the notebooks that changed."""
+    fresh, committed = course / "release" / assignment, repo / "release" / assignment
+    changed = release_differences(course, repo, assignment)
+    committed.mkdir(parents=True, exist_ok=True)
+    for name in changed:
+        if (fresh / name).is_file():
+            shutil.copy2(fresh / name, committed / name)
+        else:
+            (committed / name).unlink()
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------
+# Submissions
+
+
+@dataclass
+class Student:
+    """One entry of source/demo_class.toml (see the comments at its top)."""
+
+    id: str
+    base: str
+    loses: dict[str, str] | str
+    edits: list[dict] = field(default_factory=list)
+    demo: bool = False
+
+
+def demo_class(path: Path = REPO / "source" / "demo_class.toml") -> list[Student]:
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    return [Student(s["id"], s["base"], s["loses"], s.get("edit", []), s.get("demo", False)) for s in data["student"]]
+
+
+def _grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def solved(release_nb, source_nb):
+    """The release notebook with every answer cell filled in from the source notebook's solution."""
+    nb = copy.deepcopy(release_nb)
+    solutions = {_grade_id(c): c.source for c in source_nb.cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in nb.cells:
+        if _grade_id(cell) in solutions:
+            cell.source = SOLUTION_MARKERS.sub("", solutions[_grade_id(cell)])
+    return nb
+
+
+def apply_edit(nb, edit: dict) -> None:
+    """Apply one [[student.edit]] to ``nb`` in place; a missing cell or text is an error, not a no-op."""
+    index = next((i for i, c in enumerate(nb.cells) if _grade_id(c) == edit["cell"]), None)
+    if index is None:
+        raise KeyError(f"no cell {edit['cell']!r} in {edit['notebook']}")
+    cell = nb.cells[index]
+    if edit.get("delete"):
+        del nb.cells[index]
+    elif "find" in edit:
+        if edit["find"] not in cell.source:
+            raise ValueError(f"{edit['notebook']}/{edit['cell']} does not contain {edit['find']!r}")
+        cell.source = cell.source.replace(edit["find"], edit.get("replace", ""))
+    elif "append" in edit:
+        cell.source = cell.source.rstrip("\n") + "\n" + edit["append"].strip("\n")
+    else:
+        raise ValueError(f"edit of {edit['cell']!r} has no find, append or delete")
+
+
+def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT) -> Path:
+    """Write ``student``'s notebooks to ``course/submitted/<id>/<assignment>/``."""
+    out = course / "submitted" / student.id / assignment
+    out.mkdir(parents=True, exist_ok=True)
+    for name in notebook_names(course, assignment):
+        nb = nbformat.read(course / "release" / assignment / f"{name}.ipynb", as_version=4)
+        if student.base == "solution":
+            nb = solved(nb, nbformat.read(course / "source" / assignment / f"{name}.ipynb", as_version=4))
+        elif student.base != "release":
+            raise ValueError(f"{student.id}: base must be 'solution' or 'release', not {student.base!r}")
+        for edit in student.edits:
+            if edit["notebook"] == name:
+                apply_edit(nb, edit)
+        nbformat.write(nb, out / f"{name}.ipynb")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class CellScore:
+    notebook: str
+    cell: str
+    score: float
+    max_score: float
+    needs_manual_grade: bool
+
+
+def scores(course: Path, assignment: str = ASSIGNMENT) -> dict[str, list[CellScore]]:
+    """Every autograded student's score per test cell, read from the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    out: dict[str, list[CellScore]] = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for submission in gb.assignment_submissions(assignment):
+            cells = []
+            for nb in submission.notebooks:
+                for grade in nb.grades:
+                    cells.append(CellScore(nb.name, grade.name, float(grade.score), float(grade.max_score),
+                                           bool(grade.needs_manual_grade)))
+            out[submission.student.id] = cells
+    return out
+
+
+def feedback_text(course: Path, student: str, notebook: str, assignment: str = ASSIGNMENT) -> str:
+    """The plain text of a student's feedback page (tags removed, entities decoded)."""
+    page = (course / "feedback" / student / assignment / f"{notebook}.html").read_text(encoding="utf-8")
+    return html.unescape(re.sub(r"<[^>]+>", "", page))

@@ -1,0 +1,115 @@
+"""The whole pipeline with the real nbgrader: source -> release -> submissions -> autograde -> feedback.
+
+One throwaway course grades every student of source/demo_class.toml through the README's demo
+command (``python -m grader demo --all``); the tests then read its gradebook, notebooks and feedback.
+"""
+
+import csv
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from grader import course
+
+STUDENTS = course.demo_class()
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course") / "demo"
+    proc = subprocess.run([sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],
+                          capture_output=True, text=True, env=course.tool_env(), timeout=1800)
+    return root, proc
+
+
+@pytest.fixture(scope="session")
+def scores(graded):
+    root, _ = graded
+    return course.scores(root)
+
+
+def test_demo_command_grades_everyone_as_expected(graded):
+    root, proc = graded
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "NOT AS EXPECTED" not in proc.stdout
+    for s in STUDENTS:
+        assert re.search(rf"^{re.escape(s.id)} ", proc.stdout, re.M), s.id
+    assert f"feedback: {root / 'feedback'}" in proc.stdout
+
+
+def test_release_is_a_fresh_generation(graded):
+    root, _ = graded
+    assert course.release_differences(root) == []
+
+
+@pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
+def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
+    root, _ = graded
+    cells = scores[s.id]
+    assert len(cells) == sum(len(x) for x in _test_cells(root).values())  # deleted cells come back
+    assert not [c.cell for c in cells if c.needs_manual_grade]
+    lost = {c.cell for c in cells if c.score < c.max_score}
+    expected = {c.cell for c in cells} if s.loses == "all" else set(s.loses)
+    assert lost == expected
+    assert all(c.score == 0 for c in cells if c.cell in lost)
+    if s.loses != "all":
+        for cell, hint in s.loses.items():
+            notebook = next(c.notebook for c in cells if c.cell == cell)
+            assert hint in course.feedback_text(root, s.id, notebook), f"{cell}: {hint!r} not in feedback"
+
+
+def _test_cells(root):
+    return {name: [c.metadata.nbgrader.grade_id for c in nbformat.read(root / "source" / course.ASSIGNMENT / f"{name}.ipynb", 4).cells
+                   if c.metadata.get("nbgrader", {}).get("grade")]
+            for name in course.notebook_names(root)}
+
+
+def autograded(root, student, notebook):
+    return nbformat.read(root / "autograded" / student / course.ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
+
+
+def test_the_solution_prints_nothing_on_stderr(graded):
+    root, _ = graded
+    for name in course.notebook_names(root):
+        nb = autograded(root, "solution", name)
+        bad = [(c.metadata.get("nbgrader", {}).get("grade_id"), o.get("name", o.output_type))
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")]
+        assert bad == []
+
+
+def test_blank_submission_gets_zero_and_the_stub_hint(graded, scores):
+    root, _ = graded
+    assert sum(c.score for c in scores["blank"]) == 0
+    text = course.feedback_text(root, "blank", "01_atomic_backprop")
+    assert "`dlogprobs` is not defined yet" in text and "still raises NotImplementedError()" in text
+
+
+def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
+    root, _ = graded
+    cell = next(c for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dcounts")
+    assert "cmp('counts', dcounts, counts)" in cell.source and "grader.atomic.verify('counts', dcounts)" in cell.source
+
+
+def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):
+    root, _ = graded
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in autograded(root, "deletes-a-test-cell", "01_atomic_backprop").cells]
+    assert "test_dW2" in ids
+    assert next(c for c in scores["deletes-a-test-cell"] if c.cell == "test_dW2").max_score == 1
+
+
+def test_grades_csv_has_nbgraders_columns_and_every_total(graded, scores):
+    root, _ = graded
+    with open(root / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                             "raw_score", "late_submission_penalty", "score", "max_score"]
+    by_student = {r["student_id"]: r for r in rows}
+    assert set(by_student) == {s.id for s in STUDENTS}
+    for student, cells in scores.items():
+        assert float(by_student[student]["score"]) == pytest.approx(sum(c.score for c in cells))
+        assert float(by_student[student]["max_score"]) == pytest.approx(sum(c.max_score for c in cells))
