@@ -22,12 +22,6 @@ def cmd_release(args) -> int:
     return 0
 
 
-def expected_total(student: course.Student, cells: list[course.CellScore]) -> float:
-    if student.loses == "all":
-        return 0.0
-    return sum(c.max_score for c in cells if c.cell not in student.loses)
-
-
 def cmd_demo(args) -> int:
     """Build release/, autograde a demo class with nbgrader, print the scores and where feedback went."""
     students = [s for s in course.demo_class() if s.demo or args.all]
@@ -65,6 +59,7 @@ def cmd_demo(args) -> int:
     course.nbgrader(c, "export", "--to", str(root / "grades.csv"))
 
     results = course.scores(c)
+    notebooks = course.notebook_names(c)
     wrong = 0
     print(f"\n{'student':28s} {'score':>7s} {'expected':>8s}  lost points in")
     for s in students:
@@ -72,7 +67,8 @@ def cmd_demo(args) -> int:
         total = sum(x.score for x in cells)
         maximum = sum(x.max_score for x in cells)
         lost = [x.cell for x in cells if x.score < x.max_score]
-        expected = expected_total(s, cells)
+        lost_expected = course.expected_lost(s, cells, notebooks)
+        expected = sum(x.max_score for x in cells if x.cell not in lost_expected)
         mark = "" if abs(total - expected) < 1e-9 else "   <-- NOT AS EXPECTED"
         wrong += bool(mark)
         shown = "all" if lost and len(lost) == len(cells) else ", ".join(lost) or "-"

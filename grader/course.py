@@ -99,12 +99,21 @@ class Student:
     loses: dict[str, str] | str
     edits: list[dict] = field(default_factory=list)
     demo: bool = False
+    notebooks: list[str] | None = None  # None: the notebooks the edits touch, or all of them without edits
+
+    def submits(self, all_notebooks: list[str]) -> list[str]:
+        """The notebooks this student hands in (nbgrader scores a missing one 0 without running it)."""
+        if self.notebooks is not None:
+            return list(self.notebooks)
+        touched = {e["notebook"] for e in self.edits}
+        return [n for n in all_notebooks if n in touched] if touched else list(all_notebooks)
 
 
 def demo_class(path: Path = REPO / "source" / "demo_class.toml") -> list[Student]:
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    return [Student(s["id"], s["base"], s["loses"], s.get("edit", []), s.get("demo", False)) for s in data["student"]]
+    return [Student(s["id"], s["base"], s["loses"], s.get("edit", []), s.get("demo", False), s.get("notebooks"))
+            for s in data["student"]]
 
 
 def _grade_id(cell) -> str | None:
@@ -144,7 +153,7 @@ def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT
     """Write ``student``'s notebooks to ``course/submitted/<id>/<assignment>/``."""
     out = course / "submitted" / student.id / assignment
     out.mkdir(parents=True, exist_ok=True)
-    for name in notebook_names(course, assignment):
+    for name in student.submits(notebook_names(course, assignment)):
         nb = nbformat.read(course / "release" / assignment / f"{name}.ipynb", as_version=4)
         if student.base == "solution":
             nb = solved(nb, nbformat.read(course / "source" / assignment / f"{name}.ipynb", as_version=4))
@@ -155,6 +164,14 @@ def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT
                 apply_edit(nb, edit)
         nbformat.write(nb, out / f"{name}.ipynb")
     return out
+
+
+def expected_lost(student: Student, cells: list[CellScore], all_notebooks: list[str]) -> set[str]:
+    """The test cells ``student`` must score 0 on: its ``loses``, and every cell of a notebook it did not hand in."""
+    submitted = set(student.submits(all_notebooks))
+    if student.loses == "all":
+        return {c.cell for c in cells}
+    return set(student.loses) | {c.cell for c in cells if c.notebook not in submitted}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,3 +103,63 @@ def run(ops: list[Op], values: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     for op in ops:
         values[op.out] = op.fn(*(values[name] for name in op.inputs))
     return values
+
+
+@dataclass
+class Case:
+    """A network, a batch and a real forward pass: every tensor by name, and autograd's gradients.
+
+    ``values`` holds the parameters, ``Xb``/``Yb`` aside, and every intermediate of the forward
+    pass (detached); ``grads[name]`` is d loss / d name for each of them (``grads["loss"]`` is 1).
+    """
+
+    ops: list[Op]
+    Xb: torch.Tensor
+    Yb: torch.Tensor
+    values: dict[str, torch.Tensor]
+    grads: dict[str, torch.Tensor]
+
+    @property
+    def n(self) -> int:
+        return self.Xb.shape[0]
+
+
+def forward_case(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> Case:
+    """Run the lecture's forward pass on copies of ``params`` and ask autograd for every gradient."""
+    ops = graph(Xb, Yb)
+    with torch.enable_grad():
+        leaves = {k: p.detach().clone().requires_grad_() for k, p in params.items()}
+        values = run(ops, leaves)
+        names = [k for k in values if k != "loss"]
+        grads = torch.autograd.grad(values["loss"], [values[k] for k in names])
+    grads = dict(zip(names, grads))
+    grads["loss"] = torch.tensor(1.0)
+    return Case(ops, Xb.clone(), Yb.clone(), {k: v.detach() for k, v in values.items()}, grads)
+
+
+def check_case(dataset=None) -> Case:
+    """The lecture's check network (n_embd 10, n_hidden 64, seed 2147483647) and its minibatch of 32."""
+    from .data import load_dataset
+
+    ds = dataset if dataset is not None else load_dataset()
+    g = torch.Generator().manual_seed(CHECK_SEED)
+    params = init_params(ds.vocab_size, ds.block_size, n_embd=10, n_hidden=64, generator=g)
+    Xb, Yb = sample_batch(ds.Xtr, ds.Ytr, 32, generator=g)
+    return forward_case(params, Xb, Yb)
+
+
+def random_case(seed: int, batch_size: int = 32, n_embd: int = 10, n_hidden: int = 64, vocab_size: int = 27,
+                block_size: int = 3, X: torch.Tensor | None = None, Y: torch.Tensor | None = None) -> Case:
+    """A fresh network of any size and a batch for it, from ``seed``: for hidden tests on new shapes.
+
+    The batch is drawn from ``X``/``Y`` (a real data split) when given, else uniformly from the
+    vocabulary. Either way every tensor comes from one real forward pass, so they belong together.
+    """
+    g = torch.Generator().manual_seed(seed)
+    params = init_params(vocab_size, block_size, n_embd, n_hidden, generator=g)
+    if X is not None:
+        Xb, Yb = sample_batch(X, Y, batch_size, generator=g)
+    else:
+        Xb = torch.randint(0, vocab_size, (batch_size, block_size), generator=g)
+        Yb = torch.randint(0, vocab_size, (batch_size,), generator=g)
+    return forward_case(params, Xb, Yb)
