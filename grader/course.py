@@ -120,19 +120,27 @@ def _grade_id(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
+def solutions(source_nb) -> dict[str, str]:
+    """Each answer cell's text with its solution, markers removed, by grade_id."""
+    return {_grade_id(c): SOLUTION_MARKERS.sub("", c.source) for c in source_nb.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
 def solved(release_nb, source_nb):
     """The release notebook with every answer cell filled in from the source notebook's solution."""
     nb = copy.deepcopy(release_nb)
-    solutions = {_grade_id(c): c.source for c in source_nb.cells
-                 if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = solutions(source_nb)
     for cell in nb.cells:
-        if _grade_id(cell) in solutions:
-            cell.source = SOLUTION_MARKERS.sub("", solutions[_grade_id(cell)])
+        if _grade_id(cell) in answers:
+            cell.source = answers[_grade_id(cell)]
     return nb
 
 
-def apply_edit(nb, edit: dict) -> None:
-    """Apply one [[student.edit]] to ``nb`` in place; a missing cell or text is an error, not a no-op."""
+def apply_edit(nb, edit: dict, source_nb=None) -> None:
+    """Apply one [[student.edit]] to ``nb`` in place; a missing cell or text is an error, not a no-op.
+
+    ``source_nb`` (the source notebook) is needed by ``solutions_of`` edits only.
+    """
     index = next((i for i, c in enumerate(nb.cells) if _grade_id(c) == edit["cell"]), None)
     if index is None:
         raise KeyError(f"no cell {edit['cell']!r} in {edit['notebook']}")
@@ -145,8 +153,11 @@ def apply_edit(nb, edit: dict) -> None:
         cell.source = cell.source.replace(edit["find"], edit.get("replace", ""))
     elif "append" in edit:
         cell.source = cell.source.rstrip("\n") + "\n" + edit["append"].strip("\n")
+    elif "solutions_of" in edit:
+        answers = solutions(source_nb)
+        cell.source = "\n".join(answers[gid].rstrip("\n") for gid in edit["solutions_of"])
     else:
-        raise ValueError(f"edit of {edit['cell']!r} has no find, append or delete")
+        raise ValueError(f"edit of {edit['cell']!r} has no find, append, solutions_of or delete")
 
 
 def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT) -> Path:
@@ -155,13 +166,14 @@ def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT
     out.mkdir(parents=True, exist_ok=True)
     for name in student.submits(notebook_names(course, assignment)):
         nb = nbformat.read(course / "release" / assignment / f"{name}.ipynb", as_version=4)
+        source_nb = nbformat.read(course / "source" / assignment / f"{name}.ipynb", as_version=4)
         if student.base == "solution":
-            nb = solved(nb, nbformat.read(course / "source" / assignment / f"{name}.ipynb", as_version=4))
+            nb = solved(nb, source_nb)
         elif student.base != "release":
             raise ValueError(f"{student.id}: base must be 'solution' or 'release', not {student.base!r}")
         for edit in student.edits:
             if edit["notebook"] == name:
-                apply_edit(nb, edit)
+                apply_edit(nb, edit, source_nb)
         nbformat.write(nb, out / f"{name}.ipynb")
     return out
 

@@ -21,7 +21,7 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=()) -> dict:
     nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
     for edit in edits:
         if edit["notebook"] == notebook:
-            course.apply_edit(nb, edit)
+            course.apply_edit(nb, edit, nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4))
     ns: dict = {"__name__": "__main__"}
     cells = []
     for cell in nb.cells:
