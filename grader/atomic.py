@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import integrity
+from . import checks, integrity
 from .checks import ATOL, Comparison, Context, batch_factors, compare
 from .ipython import expect_names
 from .model import check_case
@@ -129,16 +129,7 @@ def _alias_hint(dt, name: str, namespace: dict):
 def _integrity_problem(name: str, dt, history) -> str | None:
     if isinstance(dt, torch.Tensor) and (dt.requires_grad or dt.grad_fn is not None):
         return f"d{name} was built with autograd switched on (it requires grad): derive it by hand."
-    if history is None:
-        return None
-    flow = integrity.analyse(history, barriers=[f"d{k}" for k in ORDER])
-    if flow.patches:
-        return f"the notebook changes the checking code or torch ({flow.patches[0]}), so it cannot be graded."
-    why = flow.derived.get(f"d{name}")
-    if why:
-        return (f"d{name} comes from autograd: {why}. Answers must not call backward(), read .grad "
-                f"or use torch.autograd; derive the gradient by hand.")
-    return None
+    return integrity.problem([f"d{name}"], history, barriers=[f"d{k}" for k in ORDER])
 
 
 def check(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
@@ -204,12 +195,7 @@ def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str,
 
 def row(verdict: Verdict) -> str:
     """The lecture's row, ``name | exact | approximate | maxdiff``, and the verdict."""
-    c = verdict.vs_autograd
-    maxdiff = "n/a" if c.maxdiff is None else f"{c.maxdiff:.2g}"
-    exact = "n/a" if c.exact is None else str(c.exact)
-    status = verdict.message if verdict.ok else "FAIL"
-    line = f"{verdict.name:15s} | exact: {exact:5s} | approximate: {str(c.approximate):5s} | maxdiff: {maxdiff:7s} | {status}"
-    return line + (f"\n{'':15s}   note: {verdict.note}" if verdict.note else "")
+    return checks.row(verdict.name, verdict.vs_autograd, verdict.message if verdict.ok else "FAIL", verdict.note)
 
 
 def _caller_globals() -> dict:

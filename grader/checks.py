@@ -33,14 +33,31 @@ class Context:
     """What the checker may use to name a mistake.
 
     factors: named constant factors, e.g. ``{"n": 32.0, "1/n": 1/32}`` (see ``batch_factors``).
+    meanings: what a factor means here, by its name; it overrides ``FACTOR_MEANING``.
     branches: for a tensor used more than once in the forward pass, the gradient that flows
         back through each use, by the name of the tensor it flows from.
+    terms: the expected gradient as a sum of terms, each by a description such as "the path
+        through the batch mean", e.g. the gradients that autograd finds along separate paths
+        of the forward pass. An answer that is another combination of the same terms is told
+        which term is off, and by which (named) factor.
     diagnostics: extra functions ``(actual, expected) -> hint or None``, tried after the others.
+    nonfinite: said after the NaN/inf hint, e.g. what about this case's inputs makes an exp overflow.
     """
 
     factors: Mapping[str, float] = field(default_factory=dict)
+    meanings: Mapping[str, str] = field(default_factory=dict)
     branches: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    terms: Mapping[str, torch.Tensor] = field(default_factory=dict)
     diagnostics: tuple[Callable[[torch.Tensor, torch.Tensor], str | None], ...] = ()
+    nonfinite: str = ""
+
+    def meaning(self, factor: str) -> str:
+        return self.meanings.get(factor, FACTOR_MEANING.get(factor, ""))
+
+    def name_factor(self, c: float) -> str | None:
+        """The name of the factor ``c`` is (within PROPORTIONAL), if it is one of ``factors``."""
+        return next((name for name, value in self.factors.items() if abs(c - value) <= PROPORTIONAL * abs(value)),
+                    None)
 
 
 # What a factor usually means, by its name in batch_factors.
@@ -142,11 +159,11 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
     if bb > 0:
         c = (a64 * b64).sum().item() / bb
         if (a64 - c * b64).norm().item() <= PROPORTIONAL * a64.norm().item() and abs(c - 1) > PROPORTIONAL:
-            for name, value in context.factors.items():
-                if abs(c - value) <= PROPORTIONAL * abs(value):
-                    meaning = FACTOR_MEANING.get(name, "")
-                    return (f"it is off by a constant factor {name} ({c:.4g} times the expected gradient)"
-                            + (f": {meaning}." if meaning else "."))
+            name = context.name_factor(c)
+            if name is not None:
+                meaning = context.meaning(name)
+                return (f"it is off by a constant factor {name} ({c:.4g} times the expected gradient)"
+                        + (f": {meaning}." if meaning else "."))
             return (f"it is off by a constant factor: {c:.4g} times the expected gradient everywhere. "
                     f"A constant in the expression is wrong.")
     # only some of the paths back?
@@ -161,6 +178,9 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
                 return (f"it holds only the gradient that flows back from {have}; {what} is also used "
                         f"by {lost}. A tensor used more than once gets the sum of the gradients "
                         f"of all its uses (accumulate with +=, do not overwrite).")
+    hint = terms_hint(a64, context)
+    if hint:
+        return hint
     for diagnose in context.diagnostics:
         hint = diagnose(a, b)
         if hint:
@@ -170,6 +190,48 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
     return (f"it is off: relative error {relative_error(a, b):.3g} (a correct answer has about 1e-8, "
             f"the limit is {RTOL:g}); the largest difference is {diff.abs().max().item():.3g} at index {at}, "
             f"where it has {a64[at].item():.6g} and the expected gradient {b64[at].item():.6g}.")
+
+
+def fit(a: torch.Tensor, terms: list[torch.Tensor]) -> list[float] | None:
+    """Least-squares coefficients c with ``a ~ sum(c_k * terms[k])``, if that fits within PROPORTIONAL.
+
+    None when it does not fit, or when the terms are too close to parallel to tell apart.
+    """
+    T = torch.stack([t.double().flatten() for t in terms], dim=1)
+    a = a.double().flatten()
+    gram = T.T @ T
+    if not bool(torch.isfinite(gram).all()) or torch.linalg.cond(gram).item() > 1e8:
+        return None
+    c = torch.linalg.solve(gram, T.T @ a)
+    if (a - T @ c).norm().item() > PROPORTIONAL * a.norm().item():
+        return None
+    return c.tolist()
+
+
+def terms_hint(a: torch.Tensor, context: Context) -> str | None:
+    """Which of ``context.terms`` is off, when ``a`` is another combination of the same terms."""
+    if len(context.terms) < 2:
+        return None
+    coefficients = fit(a, [t.reshape(a.shape) for t in context.terms.values()])
+    if coefficients is None:
+        return None
+    wrong, named = [], {}
+    for about, c in zip(context.terms, coefficients):
+        if abs(c) <= PROPORTIONAL:
+            wrong.append(f"{about} is missing")
+        elif abs(c - 1) > PROPORTIONAL:
+            name = context.name_factor(c)
+            wrong.append(f"{about} is {c:.4g} times what it should be" + (f", the factor {name}" if name else ""))
+            if name and context.meaning(name):
+                named.setdefault(context.meaning(name), []).append(name)
+    if not wrong:
+        return None
+    right = len(context.terms) - len(wrong)
+    hint = ("it is off in part: " + "; ".join(wrong) + "."
+            + (" The other terms are right." if right > 1 else " The other term is right." if right else ""))
+    for meaning, names in named.items():
+        hint += f" The factor{'s' if len(names) > 1 else ''} {' and '.join(names)}: {meaning}."
+    return hint
 
 
 def describe_type(value) -> str:
@@ -209,8 +271,9 @@ def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: C
     finite = torch.isfinite(a)
     if not bool(finite.all()):
         nan, inf = int(torch.isnan(a).sum()), int(torch.isinf(a).sum())
-        return Comparison(False, hint=(f"it contains {nan} NaN and {inf} inf of {a.numel()} entries: a division by "
-                                       f"zero, a log of 0, or an exp that overflowed (subtract the max first)."))
+        hint = (f"it contains {nan} NaN and {inf} inf of {a.numel()} entries: a division by zero, a log of 0, "
+                f"or an exp that overflowed (subtract the max first).")
+        return Comparison(False, hint=hint + (f" {context.nonfinite}" if context.nonfinite else ""))
     exact = bool(torch.equal(a.to(expected.dtype), expected))
     maxdiff = (a.double() - expected.double()).abs().max().item() if a.numel() else 0.0
     relerr = relative_error(a, expected)
@@ -219,3 +282,12 @@ def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: C
     if not ok:
         result.hint = value_hint(a, expected, what, context)
     return result
+
+
+def row(name: str, comparison: Comparison, status: str, note: str = "") -> str:
+    """The lecture's row, ``name | exact | approximate | maxdiff``, then ``status``, and a note below it."""
+    c = comparison
+    maxdiff = "n/a" if c.maxdiff is None else f"{c.maxdiff:.2g}"
+    exact = "n/a" if c.exact is None else str(c.exact)
+    line = f"{name:15s} | exact: {exact:5s} | approximate: {str(c.approximate):5s} | maxdiff: {maxdiff:7s} | {status}"
+    return line + (f"\n{'':15s}   note: {note}" if note else "")

@@ -228,6 +228,24 @@ def analyse(sources, barriers=()) -> Dataflow:
     return flow
 
 
+def problem(names, history, barriers=()) -> str | None:
+    """Why the answers ``names`` cannot be accepted, judging by the code the kernel ran; None if nothing.
+
+    ``history`` is the kernel's input history (``kernel_history()``); None means there is none to read.
+    """
+    if history is None:
+        return None
+    flow = analyse(history, barriers)
+    if flow.patches:
+        return f"the notebook changes the checking code or torch ({flow.patches[0]}), so it cannot be graded."
+    for name in names:
+        why = flow.derived.get(name)
+        if why:
+            return (f"{name} comes from autograd: {why}. Answers must not call backward(), read .grad "
+                    f"or use torch.autograd; derive the gradient by hand.")
+    return None
+
+
 def kernel_history() -> list[str] | None:
     """The raw source of every cell this IPython kernel ran, in order; None outside IPython.
 

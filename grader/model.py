@@ -123,6 +123,32 @@ class Case:
     def n(self) -> int:
         return self.Xb.shape[0]
 
+    def tensors(self, *names: str) -> tuple[torch.Tensor, ...]:
+        """The tensors ``names`` of this forward pass (``"Xb"`` and ``"Yb"`` are the batch), in that order."""
+        return tuple(getattr(self, name) if name in ("Xb", "Yb") else self.values[name] for name in names)
+
+    def path_gradient(self, wrt: str, hold=()) -> torch.Tensor:
+        """d loss / d ``wrt`` along only some paths: the tensors named in ``hold`` are held constant.
+
+        The forward pass is re-run from ``wrt`` on detached copies, and autograd differentiates
+        it; a held tensor is recomputed but detached, so no gradient flows back through it.
+        ``path_gradient(wrt)`` with nothing held is ``grads[wrt]``.
+        """
+        with torch.enable_grad():
+            values = dict(self.values)
+            values[wrt] = values[wrt].clone().requires_grad_()
+            live = {wrt}
+            for op in self.ops:
+                if live.intersection(op.inputs):
+                    out = op.fn(*(values[name] for name in op.inputs))
+                    values[op.out] = out.detach() if op.out in hold else out
+                    if op.out not in hold:
+                        live.add(op.out)
+            if "loss" not in live:
+                return torch.zeros_like(self.values[wrt])
+            (grad,) = torch.autograd.grad(values["loss"], values[wrt])
+        return grad
+
 
 def forward_case(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> Case:
     """Run the lecture's forward pass on copies of ``params`` and ask autograd for every gradient."""
@@ -149,11 +175,14 @@ def check_case(dataset=None) -> Case:
 
 
 def random_case(seed: int, batch_size: int = 32, n_embd: int = 10, n_hidden: int = 64, vocab_size: int = 27,
-                block_size: int = 3, X: torch.Tensor | None = None, Y: torch.Tensor | None = None) -> Case:
+                block_size: int = 3, X: torch.Tensor | None = None, Y: torch.Tensor | None = None,
+                max_logit: float | None = None, dtype: torch.dtype = torch.float32) -> Case:
     """A fresh network of any size and a batch for it, from ``seed``: for hidden tests on new shapes.
 
     The batch is drawn from ``X``/``Y`` (a real data split) when given, else uniformly from the
     vocabulary. Either way every tensor comes from one real forward pass, so they belong together.
+    ``max_logit`` scales the output layer (``W2`` and ``b2``) so that the largest ``|logit|`` of the
+    batch is that number; ``dtype`` is the network's floating-point type (drawn in float32, then cast).
     """
     g = torch.Generator().manual_seed(seed)
     params = init_params(vocab_size, block_size, n_embd, n_hidden, generator=g)
@@ -162,4 +191,8 @@ def random_case(seed: int, batch_size: int = 32, n_embd: int = 10, n_hidden: int
     else:
         Xb = torch.randint(0, vocab_size, (batch_size, block_size), generator=g)
         Yb = torch.randint(0, vocab_size, (batch_size,), generator=g)
+    params = {k: p.to(dtype) for k, p in params.items()}
+    if max_logit is not None:
+        scale = max_logit / forward_case(params, Xb, Yb).values["logits"].abs().max()
+        params["W2"], params["b2"] = params["W2"] * scale, params["b2"] * scale
     return forward_case(params, Xb, Yb)

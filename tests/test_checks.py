@@ -181,3 +181,49 @@ def test_missing_branch(lec, true):
 def test_cross_entropy_reference_matches_functional(lec):
     # the reference graph is the lecture's: its loss is F.cross_entropy's
     assert torch.allclose(reference().values["loss"], F.cross_entropy(lec["logits"], lec["Yb"]))
+
+
+def test_terms_name_the_one_that_is_off():
+    g = torch.Generator().manual_seed(1)
+    a, b, c = (torch.randn(8, 5, generator=g) for _ in range(3))
+    context = Context(factors=batch_factors(8), terms={"the a term": a, "the b term": b, "the c term": c})
+    hint = compare(a + 7 / 8 * b + c, a + b + c, context=context).hint
+    assert hint.startswith("it is off in part: the b term is 0.875 times what it should be, the factor (n-1)/n.")
+    assert "The other terms are right. The factor (n-1)/n: it divides by n where" in hint
+    hint = compare(a + c, a + b + c, context=context).hint
+    assert "the b term is missing. The other terms are right." in hint
+    # not a combination of the terms: no term hint
+    assert "off in part" not in compare(a * b, a + b + c, context=context).hint
+
+
+def test_fit_finds_the_coefficients_or_refuses():
+    from grader.checks import fit
+
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    assert fit(2 * a - 3 * b, [a, b]) == pytest.approx([2.0, -3.0])
+    assert fit(a * b, [a, b]) is None  # not a combination of them
+    assert fit(2 * a, [a, a * (1 + 1e-9)]) is None  # too close to parallel to tell apart
+    assert fit(a, [a, torch.full_like(a, float("nan"))]) is None
+
+
+def test_meanings_override_the_shared_ones(true):
+    context = Context(factors={"n": 32.0}, meanings={"n": "the 1/n of this exercise is missing"})
+    hint = compare(true["logits"] * 32, true["logits"], context=context).hint
+    assert hint.endswith("constant factor n (32 times the expected gradient): the 1/n of this exercise is missing.")
+
+
+def test_nonfinite_hint_says_what_the_caller_knows(true):
+    wrong = true["logits"].clone()
+    wrong[0, 0] = float("nan")
+    hint = compare(wrong, true["logits"], context=Context(nonfinite="These logits reach 120.")).hint
+    assert "1 NaN and 0 inf" in hint and hint.endswith("These logits reach 120.")
+
+
+def test_row_is_the_lecture_row(true):
+    from grader.checks import row
+
+    line = row("logits", compare(true["logits"], true["logits"]), "ok")
+    assert line == "logits          | exact: True  | approximate: True  | maxdiff: 0       | ok"
+    line = row("W2", compare(None, true["W2"]), "FAIL", note="a note")
+    assert line == f"W2              | exact: n/a   | approximate: False | maxdiff: n/a     | FAIL\n{'':15s}   note: a note"
