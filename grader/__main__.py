@@ -66,12 +66,16 @@ def cmd_demo(args) -> int:
         cells = results.get(s.id, [])
         total = sum(x.score for x in cells)
         maximum = sum(x.max_score for x in cells)
-        lost = [x.cell for x in cells if x.score < x.max_score]
+        handed_in = s.submits(notebooks)
+        graded = [x for x in cells if x.notebook in handed_in]  # a notebook not handed in scores 0 anyway
+        lost = [x.cell for x in graded if x.score < x.max_score]
         lost_expected = course.expected_lost(s, cells, notebooks)
         expected = sum(x.max_score for x in cells if x.cell not in lost_expected)
         mark = "" if abs(total - expected) < 1e-9 else "   <-- NOT AS EXPECTED"
         wrong += bool(mark)
-        shown = "all" if lost and len(lost) == len(cells) else ", ".join(lost) or "-"
+        shown = "all" if lost and len(lost) == len(graded) else ", ".join(lost) or "-"
+        if len(handed_in) < len(notebooks):
+            shown += f" (hands in {', '.join(handed_in)} only)"
         print(f"{s.id:28s} {total:3.0f}/{maximum:<3.0f} {expected:8.0f}  {shown}{mark}")
     print(f"\nfeedback: {root / 'feedback'}/<student>/{course.ASSIGNMENT}/<notebook>.html")
     print(f"grades:   {root / 'grades.csv'}")

@@ -112,3 +112,24 @@ def test_grades_csv_has_nbgraders_columns_and_every_total(graded, scores):
     for student, cells in scores.items():
         assert float(by_student[student]["score"]) == pytest.approx(sum(c.score for c in cells))
         assert float(by_student[student]["max_score"]) == pytest.approx(sum(c.max_score for c in cells))
+
+
+FUSED = ("02_fused_cross_entropy", "03_fused_batchnorm")
+
+
+def test_blank_fused_notebooks_score_zero_through_their_stubs(graded, scores):
+    root, _ = graded
+    for notebook in FUSED:
+        cells = [c for c in scores["blank"] if c.notebook == notebook]
+        assert cells and all(c.score == 0 and not c.needs_manual_grade for c in cells)
+        assert "NotImplementedError" in course.feedback_text(root, "blank", notebook)
+
+
+def test_softmax_without_max_passes_the_visible_check_and_fails_the_hidden_one(graded):
+    root, _ = graded
+    cell = next(c for c in autograded(root, "ce-softmax-without-max", FUSED[0]).cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_cross_entropy_backward_large_logits")
+    printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    assert "| approximate: True  |" in printed and "| ok" in printed  # the visible check, at |logits| up to 10
+    (error,) = [o for o in cell.outputs if o.output_type == "error"]
+    assert error.ename == "AssertionError" and "NaN" in error.evalue  # the hidden one, at |logits| up to 120
