@@ -427,10 +427,13 @@ def judge_model(parameters, environ=None) -> ModelVerdict:
     message = f"the trained network is not good enough: {shown}."
     if not all(math.isfinite(v) for v in losses.values()):
         message += " A loss of NaN or inf: training diverged (a learning rate too large?)."
-    elif losses["train"] >= _initial_losses()["train"] - 0.2:
+    elif losses["train"] > _initial_losses()["train"] + 0.1:
+        message += (f" That is worse than the untrained network ({_initial_losses()['train']:.2f}): training diverged. "
+                    f"The learning rate is too large, or a gradient has the wrong sign or size (the checks before "
+                    f"training say which).")
+    elif losses["train"] >= _initial_losses()["train"] - 0.3:
         message += (f" That is about the untrained network's train loss ({_initial_losses()['train']:.2f}): it has "
-                    f"not learned. Did the training cell run to the end without an error? A learning rate that "
-                    f"is too large, or a wrong gradient, also keeps the loss up (the checks before training say which).")
+                    f"not learned. Did the training cell run to the end without an error?")
     else:
         message += (" Are all seven gradients right (the checks before training), and did the training cell run "
                     "all its steps?")
