@@ -267,7 +267,7 @@ def test_the_judge_recomputes_the_losses_from_the_parameters():
     assert 2.4 < losses["train"] < 3.0  # 300 steps: learning, far from done
     verdict = training.judge_model(params)
     assert not verdict.ok and f"train loss {losses['train']:.4f} (limit {training.GRADING_LIMITS['train']})" in verdict.message
-    # the notebook's numbers do not matter: changing what split_loss would print changes nothing, the parameters do
+    # the judge follows the parameters, not anything the notebook printed: change one, the loss moves
     shifted = [p.clone() for p in params]
     shifted[4] += 5 * F.one_hot(torch.tensor(0), 27)  # b2: a strong bias towards '.'
     assert training.split_losses(shifted)["train"] > losses["train"] + 0.5
