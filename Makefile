@@ -1,7 +1,8 @@
 # The two commands of the README. Each creates the virtual environment .venv (or reuses it while
 # requirements.txt and pyproject.toml are unchanged), then runs:
 #   make demo   build release/ from source/, autograde a small demo class, print the scores
-#   make test   every test: unit tests, nbval on source/, the nbgrader pipeline
+#   make test   every test: unit tests, nbval on source/, the nbgrader pipeline, browser tests, and
+#               strict nbval on the answer keys in notebooks/ (outputs compared)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ ifneq ($(wildcard $(SHARED_NAMES)),)
 export BACKPROP_NINJA_NAMES ?= $(SHARED_NAMES)
 endif
 
-.PHONY: demo test release
+.PHONY: demo test release keys
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/python -m grader demo
 
+# Two pytest sessions: nbval's lax mode (source/, errors only) and its strict mode (notebooks/, outputs
+# compared after notebooks/nbval-sanitize.cfg) cannot share one.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -o addopts=-ra --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval-sanitize.cfg notebooks
 
-# rebuild release/ from source/ after editing a source notebook
+# after editing a source notebook: rebuild release/ and the answer keys in notebooks/ from source/
 release: $(VENV)/.installed
 	$(BIN)/python -m grader release
+	$(BIN)/python -m grader keys
+
+# only the answer keys (e.g. `make keys NAMES=02_fused_cross_entropy`)
+keys: $(VENV)/.installed
+	$(BIN)/python -m grader keys $(NAMES)
