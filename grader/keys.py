@@ -46,8 +46,8 @@ def key_source(source_nb) -> nbformat.NotebookNode:
 
 
 def key_environment() -> dict[str, str]:
-    """Keys show the student's full run: no grading mode, even when written from a CI shell."""
-    return {k: v for k, v in os.environ.items() if k not in ("CI", "NBGRADER_EXECUTION")}
+    """Keys show the student's full run: no grading mode (grader.training), even when written from a CI shell or a test."""
+    return {k: v for k, v in os.environ.items() if k not in ("CI", "NBGRADER_EXECUTION", "BACKPROP_NINJA_GRADING")}
 
 
 def execute(nb, cwd: Path, timeout: int = 900) -> nbformat.NotebookNode:
