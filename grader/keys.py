@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from .course import ASSIGNMENT, REPO, SOLUTION_MARKERS
 
@@ -46,8 +47,13 @@ def key_source(source_nb) -> nbformat.NotebookNode:
 
 
 def key_environment() -> dict[str, str]:
-    """Keys show the student's full run: no grading mode (grader.training), even when written from a CI shell or a test."""
-    return {k: v for k, v in os.environ.items() if k not in ("CI", "NBGRADER_EXECUTION", "BACKPROP_NINJA_GRADING")}
+    """Keys show the student's full run (no grading mode, even when written from a CI shell or a test), with
+    a text progress bar: a stored widget shows nothing to a reader."""
+    from .training import GRADING_ENV, PROGRESS_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NBGRADER_EXECUTION", GRADING_ENV)}
+    env[PROGRESS_ENV] = "text"
+    return env
 
 
 def execute(nb, cwd: Path, timeout: int = 900) -> nbformat.NotebookNode:
@@ -62,6 +68,8 @@ def execute(nb, cwd: Path, timeout: int = 900) -> nbformat.NotebookNode:
         os.environ.clear()
         os.environ.update(saved)
     nb.metadata = nbformat.from_dict(dict(CLEAN_METADATA))  # nbclient adds the Python version: keep keys portable
+    # one stream per cell, as a reader sees it: flushes merged, a progress bar's \r updates reduced to the last
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
     return nb
 
 

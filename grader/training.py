@@ -52,6 +52,7 @@ DECAY_STEP = 100_000
 # notebook executes in about 15 s while nbgrader grades it (nbgrader validate: 14.2 s, its start included).
 GRADING_STEPS = 5_000
 GRADING_ENV = "BACKPROP_NINJA_GRADING"
+PROGRESS_ENV = "BACKPROP_NINJA_PROGRESS"
 
 # A full run must reach the lecture's quality (the lecture prints about 2.07 train / 2.11 val).
 FULL_LIMITS = {"train": 2.09, "val": 2.13}
@@ -123,12 +124,13 @@ def _in_kernel() -> bool:
 def progress(steps):
     """tqdm over ``steps``, never on stderr (tqdm's default: nbgrader scores a test cell 0 for any stderr).
 
-    In a notebook, JupyterLab's progress widget; in grading mode or outside a kernel, a text bar on
+    In a notebook, JupyterLab's progress widget; in grading mode, outside a kernel, or when
+    ``BACKPROP_NINJA_PROGRESS=text`` (the answer keys: a stored widget shows nothing), a text bar on
     stdout that refreshes every few seconds. Set the running loss with ``bar.set_postfix(loss=...)``.
     """
     from tqdm import std
 
-    if _in_kernel() and not grading_mode():
+    if _in_kernel() and not grading_mode() and os.environ.get(PROGRESS_ENV) != "text":
         try:
             from tqdm import notebook
 

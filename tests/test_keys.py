@@ -53,9 +53,11 @@ def test_key_is_executed_without_errors_or_stderr(name):
     assert all(c.execution_count for c in code), "every code cell ran"
     for c in key.cells:
         assert c.metadata == {}, c.id  # no nbgrader metadata, tags or timings
+        streams = [out for out in c.get("outputs", []) if out.output_type == "stream"]
+        assert len(streams) == len({out.name for out in streams}), "streams are coalesced"
         for out in c.get("outputs", []):
             assert out.output_type != "error", c.source
-            assert not (out.output_type == "stream" and out.name == "stderr"), out.text
+            assert not (out.output_type == "stream" and (out.name == "stderr" or "\r" in out.text)), out.text
 
 
 def test_key_source_drops_markers_and_hidden_tests():
