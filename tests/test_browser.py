@@ -64,6 +64,7 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lab")
     root = course.new_course(tmp / "course")
     course.generate_release(root)  # also registers the assignment in the course's gradebook.db
+    shutil.copytree(course.REPO / "notebooks", root / "notebooks")  # the answer keys, as a reader opens them
     token = secrets.token_hex(16)
     port = free_port()
     env = course.tool_env()
@@ -116,7 +117,8 @@ def page(browser, lab):
 
 
 def open_notebook(page, lab, path: str):
-    page.goto(f"{lab['url']}/lab/tree/{path}?token={lab['token']}")
+    workspace = secrets.token_hex(4)  # a new workspace: only this notebook open, whatever earlier tests opened
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{path}?token={lab['token']}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for()
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=90_000)
 
@@ -148,6 +150,15 @@ def test_student_answers_the_first_cell_and_sees_the_checks(page, lab):
     expect(second).to_contain_text("is not defined yet (is its answer cell still the NotImplementedError() stub?)")
 
     cell(page, "grader.atomic.check_stage('cross-entropy')").screenshot(path=_artifact("student-check.png"))
+
+
+def test_reader_sees_the_loss_curve_in_the_answer_key_of_exercise_4(page, lab):
+    open_notebook(page, lab, "notebooks/04_full_training.ipynb")
+    plot = cell(page, "plt.ylabel(f'log10 loss").locator(".jp-OutputArea img")
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.naturalWidth") > 300  # the stored PNG rendered, not a broken image
+    expect(cell(page, "plt.ylabel(f'log10 loss").locator(".jp-OutputArea")).not_to_contain_text("Error")
+    plot.screenshot(path=_artifact("loss-curve.png"))
 
 
 def jupyter_list(*args: str) -> str:
