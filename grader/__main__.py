@@ -1,4 +1,4 @@
-"""Instructor commands: ``python -m grader release | demo``."""
+"""Instructor commands: ``python -m grader release | demo | autograde``."""
 
 from __future__ import annotations
 
@@ -94,12 +94,22 @@ def main(argv=None) -> int:
     demo.add_argument("--check-release", action="store_true",
                       help="do not write release/: fail if it differs from a fresh generation")
     demo.set_defaults(func=cmd_demo)
+    from . import classgrade
+
+    grade = sub.add_parser("autograde", help="grade a class: parallel, sandboxed, resumable (see grader/classgrade.py)")
+    classgrade.add_arguments(grade)
+    grade.set_defaults(func=classgrade.main)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except course.CourseError as exc:
         print(exc, file=sys.stderr)
         return 2
+
+
+def autograde_main() -> int:
+    """``bn-autograde ...`` = ``python -m grader autograde ...``."""
+    return main(["autograde", *sys.argv[1:]])
 
 
 if __name__ == "__main__":
