@@ -385,6 +385,9 @@ def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> None:
     """Replace ``s``'s submission in the real gradebook with the scratch gradebook's (or a 0 to look at)."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")  # SQLAlchemy on nbgrader's add_submission
     scratch_db = work / "students" / s.id / "gradebook.db"
     found = None
     if outcome.graded and scratch_db.is_file():
@@ -494,7 +497,7 @@ def collect(opts: Options, work: Path, s: Student, secret: set[str]) -> list[str
     problems = []
     scratch = work / "students" / s.id
     for kind in ("autograded", "feedback"):
-        src = scratch / ("instructor" if kind == "autograded" else kind / s.id / opts.assignment)
+        src = scratch / "instructor" if kind == "autograded" else scratch / kind / s.id / opts.assignment
         dst = opts.out / kind / s.id / opts.assignment
         if dst.exists():
             shutil.rmtree(dst)
