@@ -88,6 +88,7 @@ class Outcome:
     reason: str = ""
     seconds: float = 0.0
     log: str = ""
+    manual: bool = True  # when not graded: flag the cells for manual grading
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +294,22 @@ def _cap_outputs(path: Path) -> bool:
     return cut
 
 
+def _limits_hit(path: Path, opts: Options) -> list[str]:
+    """The cells of an autograded notebook that ran into the time or memory limit."""
+    out = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        gid = precheck.grade_id(cell) or "a cell"
+        for o in cell.get("outputs", []):
+            if o.get("output_type") != "error":
+                continue
+            text = f"{o.get('ename', '')}: {o.get('evalue', '')}"
+            if "Timeout" in o.get("ename", ""):
+                out.append(f"{path.stem}/{gid}: stopped at the {opts.cell_timeout} s per-cell limit")
+            elif "MemoryError" in text or "can't allocate memory" in text or "not enough memory" in text:
+                out.append(f"{path.stem}/{gid}: ran out of memory (limit {opts.memory / 2**30:g} GB)")
+    return list(dict.fromkeys(out))  # KeyboardInterrupt and CellTimeoutError come as a pair
+
+
 def _short_tracebacks(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
@@ -306,6 +323,8 @@ def _short_tracebacks(path: Path) -> None:
 def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     """Grade one student in its own scratch course (runs in a worker thread; touches only its folder)."""
     start = time.monotonic()
+    if not s.report.notebooks:  # nothing nbgrader could open: every notebook scores 0, the reasons say why
+        return Outcome(s.id, False, "no notebook could be graded", 0.0, "", manual=False)
     scratch = work / "students" / s.id
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -353,6 +372,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         for nb in sorted(autograded.glob("*.ipynb")):
             if _cap_outputs(nb):
                 reasons.append(f"{nb.stem}: printed more than {MAX_OUTPUT_CHARS} characters in one output (cut)")
+            reasons += _limits_hit(nb, opts)
         # the instructor keeps the full autograded notebooks; feedback is made from a copy whose test
         # cells' tracebacks are cut to their last line (a traceback quotes the hidden test that failed)
         shutil.copytree(autograded, scratch / "instructor")
@@ -412,8 +432,8 @@ def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> None:
                 nb.flagged = flagged.get(nb.name, False)
                 for g in nb.grades:
                     t = theirs.get((nb.name, g.name))
-                    if t is None:  # nbgrader did not grade it: 0, and an instructor should look
-                        g.auto_score, g.needs_manual_grade = None, True
+                    if t is None:  # nbgrader did not grade it: 0 (and an instructor should look)
+                        g.auto_score, g.needs_manual_grade = (None, True) if outcome.manual else (0.0, False)
                     else:
                         g.auto_score, g.manual_score = t.auto_score, t.manual_score
                         g.extra_credit, g.needs_manual_grade = t.extra_credit, t.needs_manual_grade
