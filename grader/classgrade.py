@@ -324,7 +324,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     """Grade one student in its own scratch course (runs in a worker thread; touches only its folder)."""
     start = time.monotonic()
     if not s.report.notebooks:  # nothing nbgrader could open: every notebook scores 0, the reasons say why
-        return Outcome(s.id, False, "no notebook could be graded", 0.0, "", manual=False)
+        return Outcome(s.id, True, "no notebook could be graded", 0.0, "", manual=False)
     scratch = work / "students" / s.id
     if scratch.exists():
         shutil.rmtree(scratch)

@@ -134,7 +134,7 @@ def test_hostile_code_is_blocked_inside_its_sandbox(student, graded, scores):
     root = graded[0]
     text = _plain((root / "out" / "feedback" / student / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text())
     assert "blocked:" in text
-    assert not any(w in text for w in ("deleted /", "rewrote /", "connected", "edited /"))
+    assert "ESCAPED" not in text  # what each prints when its attack works
 
 
 def test_everything_else_is_intact(graded, scores):
