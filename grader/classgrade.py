@@ -222,7 +222,10 @@ def write_config(folder: Path, opts: Options, db: str, run_dir: Path | None = No
 
 
 def real_db(opts: Options) -> str:
-    return opts.db_url or f"sqlite:///{(opts.course / 'gradebook.db').resolve()}"
+    url = opts.db_url or f"sqlite:///{(opts.course / 'gradebook.db').resolve()}"
+    if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy 2.1 would look for psycopg 3
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 @contextmanager
@@ -294,7 +297,7 @@ def _cap_outputs(path: Path) -> bool:
     return cut
 
 
-def _limits_hit(path: Path, opts: Options) -> list[str]:
+def _limits_hit(path: Path, cell_timeout: int, memory: float) -> list[str]:
     """The cells of an autograded notebook that ran into the time or memory limit."""
     out = []
     for cell in nbformat.read(path, as_version=4).cells:
@@ -304,9 +307,9 @@ def _limits_hit(path: Path, opts: Options) -> list[str]:
                 continue
             text = f"{o.get('ename', '')}: {o.get('evalue', '')}"
             if "Timeout" in o.get("ename", ""):
-                out.append(f"{path.stem}/{gid}: stopped at the {opts.cell_timeout} s per-cell limit")
+                out.append(f"{path.stem}/{gid}: stopped at the {cell_timeout} s per-cell limit")
             elif "MemoryError" in text or "can't allocate memory" in text or "not enough memory" in text:
-                out.append(f"{path.stem}/{gid}: ran out of memory (limit {opts.memory / 2**30:g} GB)")
+                out.append(f"{path.stem}/{gid}: ran out of memory (limit {memory / 2**30:g} GB)")
     return list(dict.fromkeys(out))  # KeyboardInterrupt and CellTimeoutError come as a pair
 
 
@@ -359,37 +362,48 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     env = tool_env()
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
     env.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run_dir), TMPDIR=str(run_dir))
-    log = ""
+    cmd = [sys.executable, "-m", "grader._gradeworker", str(scratch), opts.assignment, s.id, str(opts.memory)]
+    proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        deadline = start + opts.student_timeout
-        proc = run_nbgrader(scratch, "autograde", opts.assignment, "--student", s.id, "--force",
-                            env=env, timeout=max(1.0, deadline - time.monotonic()))
-        log += proc.stdout
-        if proc.returncode != 0:
-            return Outcome(s.id, False, f"nbgrader autograde failed (exit {proc.returncode}): "
-                           f"{_last_error(proc.stdout)}", time.monotonic() - start, log)
-        reasons = []
-        for nb in sorted(autograded.glob("*.ipynb")):
-            if _cap_outputs(nb):
-                reasons.append(f"{nb.stem}: printed more than {MAX_OUTPUT_CHARS} characters in one output (cut)")
-            reasons += _limits_hit(nb, opts)
-        # the instructor keeps the full autograded notebooks; feedback is made from a copy whose test
-        # cells' tracebacks are cut to their last line (a traceback quotes the hidden test that failed)
-        shutil.copytree(autograded, scratch / "instructor")
-        for nb in sorted(autograded.glob("*.ipynb")):
-            _short_tracebacks(nb)
-        proc = run_nbgrader(scratch, "generate_feedback", opts.assignment, "--student", s.id, "--force",
-                            env=env, timeout=max(1.0, deadline - time.monotonic()))
-        log += proc.stdout
-        if proc.returncode != 0:
-            reasons.append(f"nbgrader generate_feedback failed: {_last_error(proc.stdout)}")
-        return Outcome(s.id, True, "; ".join(reasons), time.monotonic() - start, log)
-    except TimeoutError as exc:
-        log += str(exc)
+        out, _ = proc.communicate(timeout=opts.student_timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # nbgrader and, through --die-with-parent, the sandboxed kernel
+        out, _ = proc.communicate()
         return Outcome(s.id, False, f"stopped after {opts.student_timeout} s (the per-student wall-clock limit)",
-                       time.monotonic() - start, log)
+                       time.monotonic() - start, out)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+    lines = [l for l in out.splitlines() if l.startswith("{") and '"autograde"' in l]
+    if not lines:
+        return Outcome(s.id, False, f"the grading process died (exit {proc.returncode}): {_last_error(out)}",
+                       time.monotonic() - start, out)
+    result = json.loads(lines[-1])
+    log = out.replace(lines[-1], "") + result["log"]
+    if not result["autograde"]:
+        return Outcome(s.id, False, f"nbgrader autograde failed: {_last_error(result['log'])}",
+                       time.monotonic() - start, log)
+    reasons = result["reasons"]
+    if not result["feedback"]:
+        reasons.append(f"nbgrader generate_feedback failed: {_last_error(result['log'])}")
+    return Outcome(s.id, True, "; ".join(reasons), time.monotonic() - start, log)
+
+
+def prepare_feedback(scratch: Path, assignment: str, student: str, cell_timeout: int, memory: float) -> list[str]:
+    """Between autograde and generate_feedback (in the grading process): cut huge outputs, note the cells
+    that hit a limit, keep the full notebooks for the instructor, shorten the test cells' tracebacks."""
+    autograded = scratch / "autograded" / student / assignment
+    reasons = []
+    for nb in sorted(autograded.glob("*.ipynb")):
+        if _cap_outputs(nb):
+            reasons.append(f"{nb.stem}: printed more than {MAX_OUTPUT_CHARS} characters in one output (cut)")
+        reasons += _limits_hit(nb, cell_timeout, memory)
+    # the instructor keeps the full autograded notebooks; feedback is made from a copy whose test
+    # cells' tracebacks are cut to their last line (a traceback quotes the hidden test that failed)
+    shutil.copytree(autograded, scratch / "instructor")
+    for nb in sorted(autograded.glob("*.ipynb")):
+        _short_tracebacks(nb)
+    return reasons
 
 
 def _last_error(log: str) -> str:

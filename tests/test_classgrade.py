@@ -131,10 +131,14 @@ def _plain(page: str) -> str:
 
 @pytest.mark.parametrize("student", HOSTILE)
 def test_hostile_code_is_blocked_inside_its_sandbox(student, graded, scores):
+    import nbformat
+
     root = graded[0]
-    text = _plain((root / "out" / "feedback" / student / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text())
-    assert "blocked:" in text
-    assert "ESCAPED" not in text  # what each prints when its attack works
+    nb = nbformat.read(root / "out" / "autograded" / student / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb", 4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_cross_entropy"]
+    printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    assert "blocked:" in printed and "ESCAPED" not in printed  # ESCAPED: what each prints when its attack works
+    assert "blocked:" in _plain((root / "out" / "feedback" / student / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text())
 
 
 def test_everything_else_is_intact(graded, scores):
