@@ -54,8 +54,9 @@ def cmd_demo(args) -> int:
         course.make_submission(c, s)
     feedback, grades = root / "feedback", root / "grades.csv"
     if args.class_command:
-        from . import classgrade
+        from . import classgrade, data
 
+        data.names_path()  # the sandbox has no network: fetch the data set now if it is not on disk yet
         out = root / "autograde"
         say(f"python -m grader autograde {course.ASSIGNMENT} submitted/ (sandboxed, {os.cpu_count()} workers)")
         start = time.monotonic()

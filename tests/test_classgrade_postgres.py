@@ -102,7 +102,7 @@ def test_two_shards_fill_one_postgresql_gradebook(tmp_path, pg_url):
 
     from nbgrader.api import Gradebook
 
-    with Gradebook(pg_url) as gb:
+    with Gradebook(pg_url.replace("postgresql://", "postgresql+psycopg2://")) as gb:  # SQLAlchemy 2.1 defaults to psycopg 3
         submissions = gb.assignment_submissions(course.ASSIGNMENT)
         ids = [sub.student.id for sub in submissions]
         assert sorted(ids) == sorted(s.id for s in students)  # every student exactly once
