@@ -77,6 +77,7 @@ class Student:
     files: dict[str, Path] = field(default_factory=dict)  # notebook name -> handed-in file
     problems: list[str] = field(default_factory=list)
     timestamp: str | None = None
+    raw: list[Path] = field(default_factory=list)  # every file handed in, usable or not (for the digest)
     digest: str = ""
     report: precheck.Report | None = None
 
@@ -148,6 +149,7 @@ def discover(opts: Options, work: Path) -> list[Student]:
             if not folder.is_dir():
                 s.problems.append(f"no folder {opts.assignment}/ in the submission: nothing to grade")
                 continue
+            s.raw += sorted(folder.glob("*.ipynb"))
             for f in sorted(folder.glob("*.ipynb")):
                 if f.stem in notebooks:
                     s.files[f.stem] = f
@@ -157,6 +159,7 @@ def discover(opts: Options, work: Path) -> list[Student]:
                 s.timestamp = (folder / "timestamp.txt").read_text().strip()
         elif entry.suffix in (".ipynb", ".zip") and entry.is_file():
             s = students.setdefault(entry.stem, Student(entry.stem))
+            s.raw.append(entry)
             candidates = [entry]
             if entry.suffix == ".zip":
                 try:
@@ -179,8 +182,8 @@ def discover(opts: Options, work: Path) -> list[Student]:
             print(f"skipped {s.id!r}: not a usable student id (letters, digits, _.@+- only)", file=sys.stderr)
             continue
         h = hashlib.sha256()
-        for name in sorted(s.files):
-            h.update(name.encode() + b"\0" + s.files[name].read_bytes() + b"\0")
+        for path in s.raw:
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         h.update((s.timestamp or "").encode())
         s.digest = h.hexdigest()
         out.append(s)
