@@ -244,17 +244,7 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     require_sandbox()
     from nbgrader.api import Gradebook
 
-    mine = tmp_path / "tiny"
-    (mine / "source" / "hw1").mkdir(parents=True)
-    (mine / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(TINY_SOURCE))
-    (mine / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
-    course.nbgrader(mine, "generate_assignment", "hw1", "--force")
-    release = json.loads((mine / "release" / "hw1" / "squares.ipynb").read_text())
-    for student, answer in TINY_ANSWERS.items():
-        nb = json.loads(json.dumps(release))
-        nb["cells"][1]["source"] = answer
-        (mine / "submitted" / student / "hw1").mkdir(parents=True)
-        (mine / "submitted" / student / "hw1" / "squares.ipynb").write_text(json.dumps(nb))
+    mine = make_tiny_course(tmp_path / "tiny", TINY_ANSWERS)
     plain = tmp_path / "plain"
     shutil.copytree(mine, plain)
     course.nbgrader(plain, "autograde", "hw1")
@@ -274,3 +264,37 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     assert totals(mine) == expected
     feedback = (tmp_path / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
     assert "square(-4)" not in feedback and "square(3) == 9" in _plain(feedback)
+
+
+def make_tiny_course(root: Path, answers: dict[str, str]) -> Path:
+    (root / "source" / "hw1").mkdir(parents=True)
+    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(TINY_SOURCE))
+    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
+    course.nbgrader(root, "generate_assignment", "hw1", "--force")
+    release = json.loads((root / "release" / "hw1" / "squares.ipynb").read_text())
+    for student, answer in answers.items():
+        nb = json.loads(json.dumps(release))
+        nb["cells"][1]["source"] = answer
+        (root / "submitted" / student / "hw1").mkdir(parents=True)
+        (root / "submitted" / student / "hw1" / "squares.ipynb").write_text(json.dumps(nb))
+    return root
+
+
+def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
+    require_sandbox()
+    c = make_tiny_course(tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"],
+                                              "stuck": "import time\nwhile True:\n    time.sleep(1)"})
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "grader", "autograde", "hw1", str(c / "submitted"), "--course", str(c),
+                           "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress",
+                           "--cell-timeout", "600", "--student-timeout", "45"],
+                          capture_output=True, text=True, env=course.tool_env(), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert time.monotonic() - start < 300
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["totals"] == {"alice": 3.0, "stuck": 0.0}
+    assert any("wall-clock limit" in why for why in summary["review"]["stuck"])
+    assert any("need manual grading" in why for why in summary["review"]["stuck"])
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "out" / "work" / "students" / "stuck")],
+                              capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""  # the nbgrader process and its kernel are gone
