@@ -1,4 +1,4 @@
-"""Instructor commands: ``python -m grader release | demo | autograde``."""
+"""Instructor commands: ``python -m grader release | demo | keys | autograde``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def cmd_release(args) -> int:
         changed = course.sync_release(c)
     where = f"release/{course.ASSIGNMENT}"
     print(f"{where}: " + (f"updated {', '.join(changed)}" if changed else "up to date"))
+    return 0
+
+
+def cmd_keys(args) -> int:
+    """Write the answer keys in notebooks/: the source notebooks solved, hidden tests out, executed."""
+    from . import keys  # nbclient and a kernel: only this command needs them
+
+    try:
+        written = keys.write_keys(args.names or None)
+    except ValueError as exc:
+        raise course.CourseError(str(exc)) from None
+    for path in written:
+        print(f"wrote {path.relative_to(course.REPO)}")
     return 0
 
 
@@ -110,6 +123,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help=cmd_release.__doc__).set_defaults(func=cmd_release)
+    keys = sub.add_parser("keys", help=cmd_keys.__doc__)
+    keys.add_argument("names", nargs="*", help="notebooks to write (default: all), e.g. 01_atomic_backprop")
+    keys.set_defaults(func=cmd_keys)
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--course-dir", default="build/demo", help="where to build the demo course (default: %(default)s)")
     demo.add_argument("--all", action="store_true", help="grade every student of source/demo_class.toml")

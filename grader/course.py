@@ -147,7 +147,9 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
     """
     if "cell" not in edit:
         return  # a whole-notebook edit (raw), applied by make_submission
-    index = next((i for i, c in enumerate(nb.cells) if _grade_id(c) == edit["cell"]), None)
+    # by grade_id; a cell without nbgrader metadata (an editable cell nbgrader does not track) by its cell id
+    index = next((i for i, c in enumerate(nb.cells) if _grade_id(c) == edit["cell"]
+                  or (_grade_id(c) is None and c.get("id") == edit["cell"])), None)
     if index is None:
         raise KeyError(f"no cell {edit['cell']!r} in {edit['notebook']}")
     cell = nb.cells[index]

@@ -148,10 +148,16 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
         elif meta.get("solution"):
             report.problems.append(f"{name}: answer cell {gid!r} was deleted: its tests see no answer")
     # a non-grade cell between the answers that does something suspicious is reported as well
+    # (only what the source's cell of the same id does not do already: setup cells import grader themselves)
+    by_id = {c.get("id"): c for c in source_nb.cells if c.get("id")}
     for cell in nb.cells:
         if cell.cell_type == "code" and not grade_id(cell):
+            base = by_id.get(cell.get("id"))
+            known = set(reaches(base.source)) if base is not None else set()
+            label = f"cell {cell.get('id')}" if base is not None else "added cell"
             for why in reaches(cell.source):
-                report.flags.append(f"{name}/added cell: {why}")
+                if why not in known:
+                    report.flags.append(f"{name}/{label}: {why}")
     for cell in nb.cells:  # an edited locked cell is restored by nbgrader; say so
         gid = grade_id(cell)
         if gid and _nbgrader(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():

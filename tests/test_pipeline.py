@@ -133,3 +133,30 @@ def test_softmax_without_max_passes_the_visible_check_and_fails_the_hidden_one(g
     assert "| approximate: True  |" in printed and "| ok" in printed  # the visible check, at |logits| up to 10
     (error,) = [o for o in cell.outputs if o.output_type == "error"]
     assert error.ename == "AssertionError" and "NaN" in error.evalue  # the hidden one, at |logits| up to 120
+
+
+TRAINING = "04_full_training"
+
+
+def test_training_runs_in_grading_mode_under_autograde(graded, scores):
+    """nbgrader sets NBGRADER_EXECUTION: the solution trains GRADING_STEPS steps and gets every point of Exercise 4."""
+    from grader import training
+
+    root, _ = graded
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id") or c.get("id"): c
+             for c in autograded(root, "solution", TRAINING).cells}
+    printed = "".join(o.get("text", "") for o in cells["steps"].outputs if o.output_type == "stream")
+    assert f"grading mode (NBGRADER_EXECUTION=autograde): {training.GRADING_STEPS:,} steps" in printed
+    trained = "".join(o.get("text", "") for o in cells["train"].outputs if o.output_type == "stream")
+    assert f"{training.GRADING_STEPS}/{training.GRADING_STEPS}" in trained
+    mine = [c for c in scores["solution"] if c.notebook == TRAINING]
+    assert len(mine) == 8 and sum(c.score for c in mine) == sum(c.max_score for c in mine) == 10
+
+
+def test_blank_training_notebook_scores_zero_through_its_stub(graded, scores):
+    root, _ = graded
+    cells = [c for c in scores["blank"] if c.notebook == TRAINING]
+    assert len(cells) == 8 and all(c.score == 0 and not c.needs_manual_grade for c in cells)
+    text = course.feedback_text(root, "blank", TRAINING)
+    assert "manual_backward still raises NotImplementedError() (the stub)" in text
+    assert "the parameters are still their initial values" in text
