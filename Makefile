@@ -1,6 +1,6 @@
 # The two commands of the README. Each creates the virtual environment .venv (or reuses it while
 # requirements.txt and pyproject.toml are unchanged), then runs:
-#   make demo   build release/ from source/, autograde a small demo class, print the scores
+#   make demo   build release/ from source/, autograde a small demo class (python -m grader autograde), print the scores
 #   make test   every test: unit tests, nbval on source/, the nbgrader pipeline, browser tests, and
 #               strict nbval on the answer keys in notebooks/ (outputs compared)
 PYTHON ?= python3
@@ -21,8 +21,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -r requirements.txt
 	touch $@
 
+# with bubblewrap: the class command (sandboxed, parallel, with broken and hostile students); without: plain nbgrader
 demo: $(VENV)/.installed
-	$(BIN)/python -m grader demo
+	$(BIN)/python -m grader demo $(if $(shell command -v bwrap),--class-command,)
 
 # Two pytest sessions: nbval's lax mode (source/, errors only) and its strict mode (notebooks/, outputs
 # compared after notebooks/nbval-sanitize.cfg) cannot share one. Both run the notebooks in grading mode

@@ -1,8 +1,9 @@
-"""Instructor commands: ``python -m grader release | demo | keys``."""
+"""Instructor commands: ``python -m grader release | demo | keys | autograde``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -37,7 +38,9 @@ def cmd_keys(args) -> int:
 
 def cmd_demo(args) -> int:
     """Build release/, autograde a demo class with nbgrader, print the scores and where feedback went."""
-    students = [s for s in course.demo_class() if s.demo or args.all]
+    # the hostile students do real damage outside a sandbox: only the sandboxed command grades them
+    sandboxed = args.class_command and not args.no_sandbox
+    students = [s for s in course.demo_class(sandbox_only=sandboxed) if s.demo or args.all]
     root = Path(args.course_dir).resolve()
     step = 0
 
@@ -62,14 +65,33 @@ def cmd_demo(args) -> int:
     say(f"{len(students)} submissions from source/demo_class.toml in {root / 'submitted'}")
     for s in students:
         course.make_submission(c, s)
-    say(f"nbgrader autograde {course.ASSIGNMENT} (students one after another)")
-    start = time.monotonic()
-    course.nbgrader(c, "autograde", course.ASSIGNMENT)
-    print(f"      {time.monotonic() - start:.0f} s, {(time.monotonic() - start) / len(students):.1f} s per student")
-    say("nbgrader generate_feedback")
-    course.nbgrader(c, "generate_feedback", course.ASSIGNMENT)
-    say("nbgrader export")
-    course.nbgrader(c, "export", "--to", str(root / "grades.csv"))
+    feedback, grades = root / "feedback", root / "grades.csv"
+    if args.class_command:
+        from . import classgrade, data
+
+        data.names_path()  # the sandbox has no network: fetch the data set now if it is not on disk yet
+        out = root / "autograde"
+        say(f"python -m grader autograde {course.ASSIGNMENT} submitted/ (sandboxed, {os.cpu_count()} workers)")
+        start = time.monotonic()
+        code = classgrade.main(argparse.Namespace(
+            course=str(root), assignment=course.ASSIGNMENT, submissions=str(root / "submitted"), out=str(out),
+            workers=os.cpu_count() or 1, no_sandbox=args.no_sandbox, db_url=None, cell_timeout=30,
+            student_timeout=600, memory_gb=4.0, shard=(1, 1), no_progress=False, force=True))
+        if code:
+            return code
+        print(f"      {time.monotonic() - start:.0f} s, {(time.monotonic() - start) / len(students):.1f} s per student")
+        feedback, grades = out / "feedback", out / "grades.csv"
+        say("feedback (hidden tests removed), grades.csv and summary.md written by the command")
+        say("scores from the gradebook")
+    else:
+        say(f"nbgrader autograde {course.ASSIGNMENT} (students one after another)")
+        start = time.monotonic()
+        course.nbgrader(c, "autograde", course.ASSIGNMENT)
+        print(f"      {time.monotonic() - start:.0f} s, {(time.monotonic() - start) / len(students):.1f} s per student")
+        say("nbgrader generate_feedback")
+        course.nbgrader(c, "generate_feedback", course.ASSIGNMENT)
+        say("nbgrader export")
+        course.nbgrader(c, "export", "--to", str(grades))
 
     results = course.scores(c)
     notebooks = course.notebook_names(c)
@@ -90,8 +112,8 @@ def cmd_demo(args) -> int:
         if len(handed_in) < len(notebooks):
             shown += f" (hands in {', '.join(handed_in)} only)"
         print(f"{s.id:28s} {total:3.0f}/{maximum:<3.0f} {expected:8.0f}  {shown}{mark}")
-    print(f"\nfeedback: {root / 'feedback'}/<student>/{course.ASSIGNMENT}/<notebook>.html")
-    print(f"grades:   {root / 'grades.csv'}")
+    print(f"\nfeedback: {feedback}/<student>/{course.ASSIGNMENT}/<notebook>.html")
+    print(f"grades:   {grades}")
     if wrong:
         print(f"{wrong} student(s) did not get the expected score", file=sys.stderr)
     return 1 if wrong else 0
@@ -109,13 +131,27 @@ def main(argv=None) -> int:
     demo.add_argument("--all", action="store_true", help="grade every student of source/demo_class.toml")
     demo.add_argument("--check-release", action="store_true",
                       help="do not write release/: fail if it differs from a fresh generation")
+    demo.add_argument("--class-command", action="store_true",
+                      help="grade with `python -m grader autograde` (sandboxed, parallel; adds the broken and "
+                           "hostile demo students) instead of plain nbgrader")
+    demo.add_argument("--no-sandbox", action="store_true", help="with --class-command: no bubblewrap sandbox")
     demo.set_defaults(func=cmd_demo)
+    from . import classgrade
+
+    grade = sub.add_parser("autograde", help="grade a class: parallel, sandboxed, resumable (see grader/classgrade.py)")
+    classgrade.add_arguments(grade)
+    grade.set_defaults(func=classgrade.main)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except course.CourseError as exc:
         print(exc, file=sys.stderr)
         return 2
+
+
+def autograde_main() -> int:
+    """``bn-autograde ...`` = ``python -m grader autograde ...``."""
+    return main(["autograde", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ class Student:
     edits: list[dict] = field(default_factory=list)
     demo: bool = False
     notebooks: list[str] | None = None  # None: the notebooks the edits touch, or all of them without edits
+    sandbox_only: bool = False  # hostile or batch-breaking: graded by `python -m grader autograde` only
+    review: str = ""  # a reason `python -m grader autograde` must give for looking at this student
 
     def submits(self, all_notebooks: list[str]) -> list[str]:
         """The notebooks this student hands in (nbgrader scores a missing one 0 without running it)."""
@@ -109,11 +111,13 @@ class Student:
         return [n for n in all_notebooks if n in touched] if touched else list(all_notebooks)
 
 
-def demo_class(path: Path = REPO / "source" / "demo_class.toml") -> list[Student]:
+def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: bool = False) -> list[Student]:
+    """The students of the demo class; with ``sandbox_only`` also those only the sandboxed command may grade."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    return [Student(s["id"], s["base"], s["loses"], s.get("edit", []), s.get("demo", False), s.get("notebooks"))
-            for s in data["student"]]
+    students = [Student(s["id"], s["base"], s["loses"], s.get("edit", []), s.get("demo", False), s.get("notebooks"),
+                        s.get("sandbox_only", False), s.get("review", "")) for s in data["student"]]
+    return [s for s in students if sandbox_only or not s.sandbox_only]
 
 
 def _grade_id(cell) -> str | None:
@@ -141,6 +145,8 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
 
     ``source_nb`` (the source notebook) is needed by ``solutions_of`` edits only.
     """
+    if "cell" not in edit:
+        return  # a whole-notebook edit (raw), applied by make_submission
     # by grade_id; a cell without nbgrader metadata (an editable cell nbgrader does not track) by its cell id
     index = next((i for i, c in enumerate(nb.cells) if _grade_id(c) == edit["cell"]
                   or (_grade_id(c) is None and c.get("id") == edit["cell"])), None)
@@ -153,18 +159,36 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
         if edit["find"] not in cell.source:
             raise ValueError(f"{edit['notebook']}/{edit['cell']} does not contain {edit['find']!r}")
         cell.source = cell.source.replace(edit["find"], edit.get("replace", ""))
+    elif edit.get("duplicate"):
+        twin = copy.deepcopy(cell)
+        if "id" in twin:
+            twin.id = f"{twin.id}-copy"[:64]
+        nb.cells.insert(index + 1, twin)
+    elif "cell_type" in edit:
+        cell.cell_type = edit["cell_type"]
+        if cell.cell_type == "markdown":
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+    elif "prepend" in edit:
+        cell.source = edit["prepend"].strip("\n") + "\n" + cell.source
     elif "append" in edit:
         cell.source = cell.source.rstrip("\n") + "\n" + edit["append"].strip("\n")
     elif "solutions_of" in edit:
         answers = solutions(source_nb)
         cell.source = "\n".join(answers[gid].rstrip("\n") for gid in edit["solutions_of"])
     else:
-        raise ValueError(f"edit of {edit['cell']!r} has no find, append, solutions_of or delete")
+        raise ValueError(f"edit of {edit['cell']!r} has no find, append, prepend, solutions_of, duplicate, "
+                         "cell_type or delete")
 
 
-def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT) -> Path:
-    """Write ``student``'s notebooks to ``course/submitted/<id>/<assignment>/``."""
-    out = course / "submitted" / student.id / assignment
+def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT, out: Path | None = None) -> Path:
+    """Write ``student``'s notebooks to ``course/submitted/<id>/<assignment>/`` (or ``out``).
+
+    ``@COURSE@`` and ``@SUBMITTED@`` in an edit's text become the course's and the submissions' folders
+    (the hostile students of the demo class aim at them).
+    """
+    out = out or course / "submitted" / student.id / assignment
+    places = {"@COURSE@": str(course.resolve()), "@SUBMITTED@": str(out.resolve().parent.parent)}
     out.mkdir(parents=True, exist_ok=True)
     for name in student.submits(notebook_names(course, assignment)):
         nb = nbformat.read(course / "release" / assignment / f"{name}.ipynb", as_version=4)
@@ -173,11 +197,24 @@ def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT
             nb = solved(nb, source_nb)
         elif student.base != "release":
             raise ValueError(f"{student.id}: base must be 'solution' or 'release', not {student.base!r}")
+        raw = None
         for edit in student.edits:
             if edit["notebook"] == name:
+                edit = {k: _place(v, places) for k, v in edit.items()}
                 apply_edit(nb, edit, source_nb)
-        nbformat.write(nb, out / f"{name}.ipynb")
+                raw = edit.get("raw", raw)
+        if raw is not None:  # the file as the student's editor left it, e.g. not JSON at all
+            (out / f"{name}.ipynb").write_text(raw)
+        else:
+            nbformat.write(nb, out / f"{name}.ipynb")
     return out
+
+
+def _place(value, places: dict[str, str]):
+    if isinstance(value, str):
+        for key, path in places.items():
+            value = value.replace(key, path)
+    return value
 
 
 def expected_lost(student: Student, cells: list[CellScore], all_notebooks: list[str]) -> set[str]:
