@@ -21,4 +21,4 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 
 # A cell that prints without end must not flood the gradebook or the feedback.
 c.LimitOutput.max_lines = 1000
-c.LimitOutput.max_lines_error = 100
+c.LimitOutput.max_traceback = 100
