@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from . import checks, fused, integrity
 from .checks import Comparison, Context, compare
 from .data import load_dataset
-from .fused import Exercise, Network
+from .fused import Exercise, Network, Verdict  # one verdict type for every exercise's hidden tests
 from .model import CHECK_SEED, PARAM_NAMES, Case, forward_case, init_params, sample_batch
 
 # ---------------------------------------------------------------------------------------------
@@ -258,14 +258,6 @@ def context(name: str, case: Case) -> Context:
     named, meanings = fused.factors(case)
     diagnostics = (_repeated_index_hint(case),) if name == "C" else ()
     return Context(factors=named, meanings=meanings, diagnostics=diagnostics)
-
-
-@dataclass
-class Verdict:
-    ok: bool
-    comparison: Comparison
-    message: str  # "ok", or what is wrong
-    note: str = ""
 
 
 def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None, fn=None) -> Verdict:
