@@ -3,11 +3,13 @@
 nbgrader grades students one after another, one malformed submission can stop the batch, and its
 feedback shows the hidden tests. This command drives nbgrader's own CLI and API, unchanged:
 
-1. **Prechecks** (``grader.precheck``, in this process): every submission is read first; what can be
-   repaired is repaired, the rest is reported per student and never stops the others.
+1. **Prechecks** (``grader.precheck``, in this process, each student's just before it is graded): every
+   submission is read first; what can be repaired is repaired, the rest is reported per student and
+   never stops the others.
 2. **Workers**: each student is graded in its own scratch course (a copy of source/, the student's
-   checked notebooks, its own SQLite gradebook made by ``nbgrader generate_assignment``) by
-   ``nbgrader autograde --student`` and ``generate_feedback``, run as a process group with a
+   checked notebooks, its own SQLite gradebook made by ``nbgrader generate_assignment``) by nbgrader's
+   ``autograde`` and ``generate_feedback`` (``NbGraderAPI``), in a process of its own, forked from a
+   server that has imported nbgrader once (``grader._gradeworker``), killed as a process group at the
    wall-clock limit; the kernel is sandboxed and memory-limited (``grader.sandbox``), each cell has
    a timeout. N of them run at once (default: the number of cores).
 3. **Merge**: the scratch gradebook's grades and comments are copied into the one real gradebook by
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -69,6 +72,8 @@ class Options:
     shard: tuple[int, int] = (1, 1)
     progress: bool = True
     force: bool = False
+    zygote: bool = True  # kernels forked from a per-student zygote (grader/zygote.py); False: a new Python each
+    preload: list[str] = field(default_factory=list)  # what the zygote imports (set by run(): see preload())
 
 
 @dataclass
@@ -249,17 +254,45 @@ def _db_lock(db_url: str):
     engine.dispose()
 
 
+def _forkserver():
+    """The ``multiprocessing`` context whose fork server has imported nbgrader (``_gradeworker.PRELOAD``)."""
+    from . import _gradeworker
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_gradeworker.PRELOAD)
+    return ctx
+
+
+def run_child(target, args: tuple, cwd: Path, env: dict, timeout: float | None = None) -> tuple[int, str]:
+    """``target(*args)`` in a process forked from the fork server, in ``cwd`` with exactly ``env``, in a
+    session of its own; return (exit code, its stdout and stderr). At ``timeout`` the whole process group
+    (the process and the kernels it started) is killed and TimeoutError(output) raised."""
+    from . import _gradeworker
+
+    fd, log = tempfile.mkstemp(prefix="bn-log-", suffix=".txt")
+    os.close(fd)
+    try:
+        proc = _forkserver().Process(target=_gradeworker.child, args=(target, args, str(cwd), env, log))
+        proc.start()
+        proc.join(timeout)
+        if proc.exitcode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its kernels too (they die with their parent anyway)
+            except ProcessLookupError:  # not yet in its own session
+                proc.kill()
+            proc.join()
+            raise TimeoutError(Path(log).read_text(errors="replace"))
+        return proc.exitcode, Path(log).read_text(errors="replace")
+    finally:
+        os.unlink(log)
+
+
 def run_nbgrader(folder: Path, *args: str, env=None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in ``folder`` as its own process group; the whole group is killed at ``timeout``."""
-    proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=folder, env=env or tool_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        raise TimeoutError(out) from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+    from . import _gradeworker
+
+    code, out = run_child(_gradeworker.nbgrader_cli, args, folder, env or tool_env(), timeout)
+    return subprocess.CompletedProcess(["nbgrader", *args], code, out, "")
 
 
 def make_template(opts: Options, work: Path) -> Path:
@@ -270,16 +303,46 @@ def make_template(opts: Options, work: Path) -> Path:
     template.mkdir(parents=True)
     shutil.copytree(opts.course / "source" / opts.assignment, template / "source" / opts.assignment)
     write_config(template, opts, f"sqlite:///{template / 'gradebook.db'}")
-    for db in [None, real_db(opts)]:
+
+    def generate(db: str | None) -> None:
         args = ["generate_assignment", opts.assignment, "--force"]
-        if db:
-            args.append(f"--CourseDirectory.db_url={db}")
+        if db:  # into a release folder of its own: the two run at once
+            args += [f"--CourseDirectory.db_url={db}", "--CourseDirectory.release_directory=release-db"]
         with _db_lock(db or ""):
             proc = run_nbgrader(template, *args)
         if proc.returncode != 0:
             raise GradingError(f"nbgrader generate_assignment {opts.assignment} failed"
                                f"{' on ' + db if db else ''}:\n{proc.stdout[-3000:]}")
+
+    # the template's own gradebook and the real one, at the same time (each a process of its own)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(generate, None), pool.submit(generate, real_db(opts))]:
+            done.result()
     return template
+
+
+def preload(opts: Options) -> list[str]:
+    """The libraries of ``zygote.PRELOADABLE`` that the assignment's source notebooks import."""
+    import ast
+
+    from .zygote import PRELOADABLE
+
+    found = set()
+    for path in sorted((opts.course / "source" / opts.assignment).glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:  # IPython magics
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+    # a submodule preloads its package too; keep the list's order
+    return [m for m in PRELOADABLE if m in found or any(f.startswith(m + ".") for f in found)]
 
 
 def _cap_outputs(path: Path) -> bool:
@@ -329,6 +392,8 @@ def _short_tracebacks(path: Path) -> None:
 def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     """Grade one student in its own scratch course (runs in a worker thread; touches only its folder)."""
     start = time.monotonic()
+    s.report = precheck.check(s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.id,
+                              s.problems)
     if not s.report.notebooks:  # nothing nbgrader could open: every notebook scores 0, the reasons say why
         return Outcome(s.id, True, "no notebook could be graded", 0.0, "", manual=False)
     scratch = work / "students" / s.id
@@ -354,8 +419,8 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     keep = [Path(sys.prefix).resolve(), Path(sandbox.__file__).resolve().parent]
     hidden = [h for h in hidden if not any(k == h.resolve() or h.resolve() in k.parents for k in keep)]
     share = scratch / "share"
-    sandbox.kernelspec(share, sandbox=opts.sandbox, memory_bytes=opts.memory, writable=[autograded],
-                       hidden=hidden, runtime=run_dir)
+    sandbox.kernelspec(share, sandbox=opts.sandbox, memory_bytes=opts.memory, writable=[autograded.parent],
+                       hidden=hidden, runtime=run_dir, zygote=opts.preload if opts.zygote else None)
     spec = json.loads((share / "kernels" / sandbox.KERNEL_NAME / "kernel.json").read_text())
     for sub in ("home", "ipython", "mpl"):
         (run_dir / sub).mkdir()
@@ -365,21 +430,20 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     env = tool_env()
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
     env.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run_dir), TMPDIR=str(run_dir))
-    cmd = [sys.executable, "-m", "grader._gradeworker", str(scratch), opts.assignment, s.id, str(opts.memory)]
-    proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    from . import _gradeworker
+
     try:
-        out, _ = proc.communicate(timeout=opts.student_timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # nbgrader and, through --die-with-parent, the sandboxed kernel
-        out, _ = proc.communicate()
+        code, out = run_child(_gradeworker.grade, (str(scratch), opts.assignment, s.id, str(opts.memory),
+                                                   str(share / "kernels" / sandbox.KERNEL_NAME)),
+                              scratch, env, opts.student_timeout)
+    except TimeoutError as exc:  # the process group is gone: nbgrader and, with it, the sandboxed kernel
         return Outcome(s.id, False, f"stopped after {opts.student_timeout} s (the per-student wall-clock limit)",
-                       time.monotonic() - start, out)
+                       time.monotonic() - start, str(exc))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     lines = [l for l in out.splitlines() if l.startswith("{") and '"autograde"' in l]
     if not lines:
-        return Outcome(s.id, False, f"the grading process died (exit {proc.returncode}): {_last_error(out)}",
+        return Outcome(s.id, False, f"the grading process died (exit {code}): {_last_error(out)}",
                        time.monotonic() - start, out)
     result = json.loads(lines[-1])
     log = out.replace(lines[-1], "") + result["log"]
@@ -568,6 +632,7 @@ def run(opts: Options) -> dict:
     if not students:
         raise GradingError(f"{opts.submissions}: no submissions found")
     template = make_template(opts, work)
+    opts.preload = preload(opts)
     in_gradebook = set(gradebook_scores(opts, [s.id for s in students]))
     todo, skipped = [], []
     for s in students:
@@ -577,8 +642,6 @@ def run(opts: Options) -> dict:
             skipped.append(s)
         else:
             todo.append(s)
-    for s in todo:
-        s.report = precheck.check(s.id, s.files, source, work / "checked" / s.id, s.problems)
     secret = hidden_lines(source)
     outcomes: dict[str, Outcome] = {}
     bar = None
@@ -596,6 +659,7 @@ def run(opts: Options) -> dict:
                 outcome = fut.result()
             except Exception as exc:  # a bug or a full disk while grading one student: record, go on
                 outcome = Outcome(s.id, False, f"grading crashed: {type(exc).__name__}: {exc}")
+                s.report = s.report or precheck.Report(s.id, problems=list(s.problems))
             extra = collect(opts, work, s, secret) if outcome.graded else []
             merge(opts, s, outcome, work)  # one student at a time, from this process only
             (opts.out / "logs").mkdir(exist_ok=True)
@@ -680,7 +744,8 @@ def main(args) -> int:
                    out=Path(args.out or f"build/autograde/{args.assignment}"), workers=args.workers,
                    sandbox=not args.no_sandbox, db_url=args.db_url, cell_timeout=args.cell_timeout,
                    student_timeout=args.student_timeout, memory=int(args.memory_gb * 2**30),
-                   shard=args.shard, progress=not args.no_progress, force=args.force)
+                   shard=args.shard, progress=not args.no_progress, force=args.force,
+                   zygote=not args.fresh_kernels)
     try:
         summary = run(opts)
     except GradingError as exc:
@@ -716,3 +781,6 @@ def add_arguments(p) -> None:
     p.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit of a kernel (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="regrade students the ledger says are done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--fresh-kernels", action="store_true",
+                   help="start every kernel as a new Python, as plain nbgrader does (slower), instead of forking it "
+                        "from the student's sandboxed process that has imported torch once (grader/zygote.py)")

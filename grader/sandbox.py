@@ -59,18 +59,33 @@ def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[
 
 
 def kernelspec(dest: Path, *, sandbox: bool, memory_bytes: int, writable: list[Path], hidden: list[Path],
-               runtime: Path, python: str = sys.executable) -> Path:
-    """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder."""
+               runtime: Path, python: str = sys.executable, zygote: list[str] | None = None) -> Path:
+    """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
+
+    With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
+    ``grader.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
+    start, and the kernelspec's command is its client (see grader/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
-    inner = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
-    wrapped = bwrap_args(writable, hidden, runtime) + inner if sandbox else inner
-    argv = [python, "-m", "grader.sandbox", "--memory", str(memory_bytes), "--", *wrapped]
+    kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
     folder = dest / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TMPDIR": "/tmp"}
+    if zygote is None:
+        inner = [python, "-m", "ipykernel_launcher", *kernel_args]
+    else:
+        socket_path = str(Path(runtime).resolve() / "zygote")
+        inner = [python, "-m", "grader.zygote", "serve", socket_path, *zygote]
+    wrapped = bwrap_args(writable, hidden, runtime) + inner if sandbox else inner
+    limited = [python, "-m", "grader.sandbox", "--memory", str(memory_bytes), "--", *wrapped]
+    if zygote is None:
+        argv = limited
+    else:
+        argv = [python, "-m", "grader.zygote", "connect", socket_path, "--", *kernel_args]
+        (folder / "zygote.json").write_text(json.dumps({"argv": limited, "socket": socket_path}, indent=1))
     spec = {"argv": argv, "display_name": "Python 3 (sandboxed grading)", "language": "python",
             "interrupt_mode": "message",  # a signal cannot cross bwrap's PID namespace; a message can
-            "env": {"PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TMPDIR": "/tmp"}}
+            "env": env}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder
 

@@ -1,0 +1,192 @@
+"""grader/zygote.py: every kernel of a student forked from one sandboxed process that has imported torch.
+
+The kernels must behave like the fresh kernels plain nbgrader starts (a new process per notebook, no state
+carried over, torch usable, seeded draws as in a new Python), die when Jupyter kills them, and the whole
+sandbox must die with the grading process. Each test starts the zygote exactly as the class command's
+grading process does (``grader._gradeworker``: the kernelspec's ``zygote.json``).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+from grader import classgrade, sandbox, zygote
+
+
+@pytest.fixture(params=["sandbox", "no-sandbox"])
+def kernel(request, tmp_path):
+    """A zygote preloading torch (sandboxed or not) and the kernel name and environment to reach it."""
+    if request.param == "sandbox":
+        try:
+            sandbox.probe()
+        except sandbox.SandboxError as exc:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must provide a working bubblewrap sandbox: {exc}")
+            pytest.skip(f"no working sandbox here: {exc}")
+    work = tmp_path / "work"
+    work.mkdir()
+    run = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))
+    share = tmp_path / "share"
+    folder = sandbox.kernelspec(share, sandbox=request.param == "sandbox", memory_bytes=4 * 2**30,
+                                writable=[work], hidden=[], runtime=run, zygote=["torch"])
+    spec = json.loads((folder / "zygote.json").read_text())
+    env = dict(os.environ, JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run))
+    server = subprocess.Popen(spec["argv"], cwd="/", env={**env, **json.loads((folder / "kernel.json").read_text())["env"]})
+    deadline = time.monotonic() + 60
+    while not os.path.exists(spec["socket"]):
+        assert server.poll() is None and time.monotonic() < deadline, "the zygote did not start"
+        time.sleep(0.05)
+    old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR")}
+    os.environ.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run))
+    try:
+        yield {"work": work, "run": run, "server": server}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.kill()
+        server.wait()
+        subprocess.run(["rm", "-rf", str(run)])
+
+
+def kernel_manager(kernel):
+    """A kernel manager as nbgrader's in the class command: ipc sockets and connection file in the runtime folder
+    (the one folder the sandbox shares with the grading process besides the student's)."""
+    fd, path = tempfile.mkstemp(prefix="kernel-", suffix=".json", dir=kernel["run"])
+    os.close(fd)
+    return KernelManager(kernel_name=sandbox.KERNEL_NAME, transport="ipc", ip=str(kernel["run"] / "kernel"),
+                         connection_file=path)
+
+
+def execute(kernel, *sources):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    km = kernel_manager(kernel)
+    NotebookClient(nb, km=km, timeout=60, allow_errors=True,
+                   resources={"metadata": {"path": str(kernel["work"])}}).execute()
+    return ["".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in c.outputs)
+            + "".join(f"{o['ename']}: {o['evalue']}" for o in c.outputs if o.output_type == "error")
+            for c in nb.cells]
+
+
+def test_each_notebook_gets_a_new_process_with_nothing_carried_over(kernel):
+    first = execute(kernel, "import os, sys, torch\nleft_behind = 42\nprint(os.getpid(), 'torch' in sys.modules)",
+                    "print(torch.ones(2, 3).sum().item())")
+    second = execute(kernel, "import os\nprint(os.getpid())", "print(left_behind)")
+    pid1, preloaded = first[0].split()
+    assert preloaded == "True" and first[1].strip() == "6.0"
+    assert second[0].split()[0] != pid1
+    assert "NameError" in second[1]  # the first notebook's variable is not in the second kernel
+
+
+def test_unseeded_draws_differ_between_kernels_as_between_new_pythons(kernel):
+    code = "import random, torch, numpy\nprint(torch.randn(3).tolist(), numpy.random.rand(), random.random())"
+    fresh = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+             for _ in range(2)]
+    assert fresh[0] != fresh[1]
+    # forked kernels must not share the zygote's generator states (they would draw the same numbers)
+    forked = [execute(kernel, code)[0] for _ in range(2)]
+    assert all(x.strip() for x in forked) and forked[0] != forked[1]
+    a, b = (x.split("]")[1].split() for x in forked)
+    assert a[0] != b[0] and a[1] != b[1]  # numpy and random each
+
+
+def test_nothing_a_notebook_leaves_running_outlives_its_kernel(kernel):
+    beat = kernel["work"] / "beat"
+    # a double-forked daemon in its own session, writing a heartbeat: what a student could leave behind to
+    # meddle with the next notebook's kernel
+    execute(kernel, "import os, time\n"
+                    "if os.fork() == 0:\n"
+                    "    os.setsid()\n"
+                    "    if os.fork() == 0:\n"
+                    "        while True:\n"
+                    f"            open({str(beat)!r}, 'a').write('.')\n"
+                    "            time.sleep(0.1)\n"
+                    "    os._exit(0)\n"
+                    "time.sleep(0.5)")
+    time.sleep(2)  # the zygote sweeps every 0.5 s
+    assert beat.is_file()
+    size = beat.stat().st_size
+    time.sleep(1.5)
+    assert beat.stat().st_size == size  # it was killed
+
+
+def test_the_kernels_workdir_and_environment_are_the_clients(kernel):
+    out = execute(kernel, "import os\nprint(os.getcwd())\nprint(os.environ.get('JUPYTER_RUNTIME_DIR'))")[0].split()
+    assert out == [str(kernel["work"]), str(kernel["run"])]
+
+
+def test_killing_the_client_kills_its_kernel(kernel):
+    km = kernel_manager(kernel)
+    km.start_kernel(cwd=str(kernel["work"]))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    msg = kc.execute("import os\nprint(os.getpid(), os.getppid())")
+    pid = None
+    while pid is None:
+        reply = kc.get_iopub_msg(timeout=30)
+        if reply["msg_type"] == "stream" and reply["parent_header"].get("msg_id") == msg:
+            pid = reply["content"]["text"].split()[0]
+    kc.stop_channels()
+    info = km.get_connection_info()
+    km.shutdown_kernel(now=True)  # what Jupyter does to a kernel that does not stop: SIGKILL to the client
+    # the kernel is gone too: nothing answers on its channels any more
+    probe = KernelManager(kernel_name=sandbox.KERNEL_NAME)
+    probe.load_connection_info(info)
+    c = probe.client()
+    c.start_channels()
+    try:
+        with pytest.raises(RuntimeError, match="didn.t respond|died"):
+            c.wait_for_ready(timeout=5)
+    finally:
+        c.stop_channels()
+
+
+def test_the_whole_sandbox_dies_with_the_grading_process(kernel):
+    km = kernel_manager(kernel)
+    km.start_kernel(cwd=str(kernel["work"]))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    kc.stop_channels()
+    kernel["server"].kill()  # the grading process's stop: the zygote's launcher goes...
+    kernel["server"].wait()
+    deadline = time.monotonic() + 20
+    while km.is_alive() and time.monotonic() < deadline:  # ...and so does every kernel (its client exits)
+        time.sleep(0.1)
+    assert not km.is_alive()
+    km.cleanup_resources()
+
+
+def test_preload_reads_the_notebooks_imports(tmp_path):
+    src = tmp_path / "source" / "a"
+    src.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import torch.nn.functional as F\nfrom matplotlib import pyplot\n%matplotlib inline"),
+        nbformat.v4.new_code_cell("import numpy as np\nimport grader\nfrom . import x"),
+    ])
+    nbformat.write(nb, src / "n.ipynb")
+    opts = classgrade.Options(course=tmp_path, assignment="a", submissions=tmp_path, out=tmp_path)
+    assert classgrade.preload(opts) == ["numpy"]  # the cell with a magic is not Python: not read
+    nb.cells[0].source = "import torch.nn.functional as F\nfrom matplotlib import pyplot"
+    nbformat.write(nb, src / "n.ipynb")
+    assert classgrade.preload(opts) == ["torch", "numpy", "matplotlib"]
+    assert set(zygote.PRELOADABLE).isdisjoint({"grader"})
+
+
+def test_the_client_says_so_when_no_zygote_listens(tmp_path):
+    start = time.monotonic()
+    assert zygote.connect(str(tmp_path / "nothing"), ["-f", "x.json"], timeout=1) == 1
+    assert time.monotonic() - start < 10
