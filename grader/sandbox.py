@@ -1,7 +1,8 @@
 """The kernel that runs a student's notebook during ``python -m grader autograde``: sandboxed and limited.
 
-A student's notebook is untrusted code. Each kernel runs under bubblewrap (``bwrap``, Debian package
-``bubblewrap``):
+A student's notebook is untrusted code. Each student's kernels run under bubblewrap (``bwrap``, Debian
+package ``bubblewrap``): the student's zygote and the kernels forked from it (``grader.zygote``), or with
+``--fresh-kernels`` each kernel in a sandbox of its own:
 
 - the whole system read-only (``--ro-bind / /``), with a private ``/tmp``, ``/dev`` and ``/proc``;
 - every namespace unshared, the network included: the kernel sees only its own loopback, so it can
@@ -12,7 +13,7 @@ A student's notebook is untrusted code. Each kernel runs under bubblewrap (``bwr
   read-only folder is mounted over each;
 - writable only the student's own scratch copy (the folder nbgrader runs the notebook in) and the
   runtime folder with the kernel's sockets;
-- the sandbox dies with the nbgrader process that started it (``--die-with-parent``).
+- the sandbox dies with the grading process that started it (``--die-with-parent``).
 
 Limits: the launcher sets RLIMIT_AS (address space) before it starts bwrap, so a 10 GB allocation fails
 with a MemoryError in that student's cell, and asks the kernel to die with its parent, so killing a
@@ -144,7 +145,8 @@ def probe(timeout: float = 30) -> None:
                 raise SandboxError(f"bwrap started, but the sandbox {why}")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Have Linux SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
     try:
         import ctypes
         import signal
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
     memory = int(options[options.index("--memory") + 1]) if "--memory" in options else 0
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    _die_with_parent()
+    die_with_parent()
     os.execvp(command[0], command)
     return 127  # pragma: no cover
 

@@ -36,15 +36,6 @@ import time
 PRELOADABLE = ("torch", "numpy", "matplotlib", "matplotlib.pyplot", "pandas", "scipy")
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - not Linux
-        pass
-
-
 def _orphans(kernels) -> list[int]:
     """Live processes whose parent is this zygote and that are not kernels: what a kernel left running
     (a background process, a double-forked daemon) after it ended. Found through /proc."""
@@ -68,7 +59,9 @@ def _kernel(request: dict, close: list) -> None:
     try:
         for s in close:
             s.close()
-        _die_with_parent()
+        from .sandbox import die_with_parent
+
+        die_with_parent()  # and so with the zygote
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(request["env"])

@@ -1,11 +1,12 @@
 """Benchmark (not collected by pytest): plain serial ``nbgrader autograde`` vs ``python -m grader autograde``.
 
-    .venv/bin/python tests/bench_autograde.py [--students 16] [--workers 2] [--no-sandbox]
+    .venv/bin/python tests/bench_autograde.py [--students 16] [--workers 2] [--no-sandbox] [--fresh-kernels]
 
 The same class (the first N students of source/demo_class.toml that plain nbgrader can grade, each
-handing in every notebook of the assignment) is graded twice in one run: by ``nbgrader autograde``
-(students one after another) and by the class command with N workers (sandboxed unless told not to).
-Prints seconds per submission of all notebooks and the speed-up; checks both give the same scores.
+handing in every notebook of the assignment) is graded in one run by ``nbgrader autograde`` (students
+one after another) and by the class command with N workers (sandboxed unless told not to), and with
+``--fresh-kernels`` a third time by the class command without its zygotes (every kernel a new Python).
+Prints seconds per submission of all notebooks and the speed-ups; checks all give the same scores.
 """
 
 import argparse
@@ -28,6 +29,8 @@ def main() -> int:
     ap.add_argument("--students", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-sandbox", action="store_true")
+    ap.add_argument("--fresh-kernels", action="store_true",
+                    help="also time the class command with --fresh-kernels (a new Python per kernel, no zygote)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bn-bench-"))
     try:
@@ -39,28 +42,39 @@ def main() -> int:
             course.make_submission(c, s)
         mine = root / "mine"
         shutil.copytree(c, mine)
+        fresh = root / "fresh"
+        if args.fresh_kernels:
+            shutil.copytree(c, fresh)
         t0 = time.monotonic()
         course.nbgrader(c, "autograde", course.ASSIGNMENT)
         serial = time.monotonic() - t0
-        t0 = time.monotonic()
-        cmd = [sys.executable, "-m", "grader", "autograde", course.ASSIGNMENT, str(mine / "submitted"),
-               "--course", str(mine), "--out", str(root / "out"), "--workers", str(args.workers), "--no-progress"]
-        if args.no_sandbox:
-            cmd.append("--no-sandbox")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env())
-        parallel = time.monotonic() - t0
-        if proc.returncode != 0:
-            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-            return 1
-        same = {k: sorted((x.cell, x.score) for x in v) for k, v in course.scores(c).items()} == \
-            {k: sorted((x.cell, x.score) for x in v) for k, v in course.scores(mine).items()}
+        runs = [("", mine)] + ([("--fresh-kernels", fresh)] if args.fresh_kernels else [])
+        seconds = {}
+        for flag, folder in runs:
+            cmd = [sys.executable, "-m", "grader", "autograde", course.ASSIGNMENT, str(folder / "submitted"),
+                   "--course", str(folder), "--out", str(root / f"out{flag}"), "--workers", str(args.workers),
+                   "--no-progress", *([flag] if flag else []), *(["--no-sandbox"] if args.no_sandbox else [])]
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env())
+            seconds[flag] = time.monotonic() - t0
+            if proc.returncode != 0:
+                print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                return 1
+
+        def graded(folder):
+            return {k: sorted((x.cell, x.score) for x in v) for k, v in course.scores(folder).items()}
+
+        same = all(graded(folder) == graded(c) for _, folder in runs)
         n = len(students)
+        how = f"{args.workers} workers, {'no sandbox' if args.no_sandbox else 'sandboxed'}"
         print(f"{n} submissions of {len(notebooks)} notebooks ({', '.join(notebooks)}), {os.cpu_count()} cores")
-        print(f"plain nbgrader autograde (serial):      {serial:7.1f} s  {serial / n:5.1f} s per submission")
-        print(f"python -m grader autograde ({args.workers} workers{', no sandbox' if args.no_sandbox else ', sandboxed'}): "
-              f"{parallel:7.1f} s  {parallel / n:5.1f} s per submission "
-              "(including prechecks, feedback, export and summary)")
-        print(f"speed-up: {serial / parallel:.2f}x; same scores: {same}")
+        print(f"plain nbgrader autograde (serial):            {serial:7.1f} s  {serial / n:5.1f} s per submission")
+        for flag, _ in runs:
+            label = f"python -m grader autograde ({how}{', ' + flag if flag else ''}):"
+            print(f"{label:<46}{seconds[flag]:7.1f} s  {seconds[flag] / n:5.1f} s per submission  "
+                  f"speed-up {serial / seconds[flag]:.2f}x")
+        print("(the class command's times include prechecks, feedback pages, export and summary)")
+        print(f"same scores: {same}")
         return 0 if same else 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
