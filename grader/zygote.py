@@ -4,12 +4,13 @@ Plain nbgrader starts a new Python for every notebook, and every one of them pay
 (about 2 s of CPU, a tenth of a student's grading here). During ``python -m grader autograde`` each
 student instead gets one *zygote*: a process in that student's sandbox (``grader.sandbox``: same
 bubblewrap rules, same memory limit) that imports ipykernel and the heavy libraries the notebooks
-import (``--preload``), then waits. Every kernel of that student is ``os.fork()``-ed from it:
+import (``grader.classgrade.preload``), then waits. Every kernel of that student is ``os.fork()``-ed from it:
 
 - still a new process per notebook, as in plain nbgrader: no variable, cell or output of one notebook
   reaches the next. The zygote runs no torch operation before it forks (torch's thread pools start
-  lazily, so forking is safe) and never imports the course's own package; each kernel reseeds torch's
-  and numpy's global generators from the OS, as a new Python does;
+  lazily, so forking is safe) and imports nothing of the course but this module (``grader``'s
+  ``__init__`` is lazy: no data, no model); each kernel reseeds torch's and numpy's global generators
+  from the OS, as a new Python does, and whatever it leaves running is killed once it has ended;
 - inside the same sandbox as before; the zygote belongs to one student only and dies with that
   student's grading process (bwrap ``--die-with-parent``); each kernel dies with the zygote.
 
