@@ -73,10 +73,13 @@ def cmd_demo(args) -> int:
         out = root / "autograde"
         say(f"python -m grader autograde {course.ASSIGNMENT} submitted/ (sandboxed, {os.cpu_count()} workers)")
         start = time.monotonic()
-        code = classgrade.main(argparse.Namespace(
-            course=str(root), assignment=course.ASSIGNMENT, submissions=str(root / "submitted"), out=str(out),
-            workers=os.cpu_count() or 1, no_sandbox=args.no_sandbox, db_url=None, cell_timeout=30,
-            student_timeout=600, memory_gb=4.0, shard=(1, 1), no_progress=False, force=True))
+        # the command's own argument parser: every option it has gets its default
+        parser = argparse.ArgumentParser()
+        classgrade.add_arguments(parser)
+        code = classgrade.main(parser.parse_args([
+            course.ASSIGNMENT, str(root / "submitted"), "--course", str(root), "--out", str(out),
+            "--cell-timeout", "30", "--student-timeout", "600", "--force",
+            *(["--no-sandbox"] if args.no_sandbox else [])]))
         if code:
             return code
         print(f"      {time.monotonic() - start:.0f} s, {(time.monotonic() - start) / len(students):.1f} s per student")

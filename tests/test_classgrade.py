@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -298,3 +299,16 @@ def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "out" / "work" / "students" / "stuck")],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == ""  # the nbgrader process and its kernel are gone
+
+
+def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_path):
+    """`make demo` (python -m grader demo --class-command): the demo class, with its broken and hostile students."""
+    require_sandbox()
+    root = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "grader", "demo", "--class-command", "--check-release",
+                           "--course-dir", str(root)], capture_output=True, text=True, env=course.tool_env(), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "NOT AS EXPECTED" not in proc.stdout
+    demo = [s for s in course.demo_class(sandbox_only=True) if s.demo]
+    assert demo and all(re.search(rf"^{re.escape(s.id)} ", proc.stdout, re.M) for s in demo)
+    assert (root / "autograde" / "summary.md").is_file() and (root / "autograde" / "grades.csv").is_file()
