@@ -1,14 +1,15 @@
 """grader/zygote.py: every kernel of a student forked from one sandboxed process that has imported torch.
 
 The kernels must behave like the fresh kernels plain nbgrader starts (a new process per notebook, no state
-carried over, torch usable, seeded draws as in a new Python), die when Jupyter kills them, and the whole
-sandbox must die with the grading process. Each test starts the zygote exactly as the class command's
-grading process does (``grader._gradeworker``: the kernelspec's ``zygote.json``).
+carried over, torch usable, unseeded draws that differ from kernel to kernel as between new Pythons), die
+when Jupyter kills them, and the whole sandbox must die with the grading process. Each test starts the
+zygote the way the class command's grading process does (``grader._gradeworker``: the kernelspec's
+``zygote.json``, with kernel.json's environment).
 """
 
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ def kernel(request, tmp_path):
                 os.environ[k] = v
         server.kill()
         server.wait()
-        subprocess.run(["rm", "-rf", str(run)])
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def kernel_manager(kernel):
