@@ -28,16 +28,8 @@ NOTEBOOK = "01_atomic_backprop"
 KEEP = {"solution", "blank", "copies-grad", "edits-a-test-cell", "deletes-a-test-cell"}
 STUDENTS = [dataclasses.replace(s, notebooks=[NOTEBOOK]) for s in course.demo_class(sandbox_only=True)
             if s.sandbox_only or s.id in KEEP]
+pytestmark = pytest.mark.usefixtures("sandbox_required")  # every test here grades in the sandbox
 HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
-
-
-def require_sandbox():
-    try:
-        sandbox.probe()
-    except sandbox.SandboxError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide a working bubblewrap sandbox: {exc}")
-        pytest.skip(f"no working sandbox here: {exc}")
 
 
 def digest(path: Path) -> str:
@@ -80,7 +72,6 @@ class Server:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    require_sandbox()
     root = tmp_path_factory.mktemp("classgrade")
     c, submitted = build(root, STUDENTS)
     before = {"gradebook": digest(c / "gradebook.db"),
@@ -185,7 +176,6 @@ def test_a_second_run_changes_nothing(graded, scores):
 
 
 def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
-    require_sandbox()
     few = [dataclasses.replace(s, notebooks=[NOTEBOOK]) for s in course.demo_class()
            if s.id in ("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n")]
     c, submitted = build(tmp_path, few)
@@ -242,7 +232,6 @@ TINY_ANSWERS = {"alice": "def square(x):\n    return x ** 2", "bob": "def square
 
 
 def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
-    require_sandbox()
     from nbgrader.api import Gradebook
 
     mine = make_tiny_course(tmp_path / "tiny", TINY_ANSWERS)
@@ -282,7 +271,6 @@ def make_tiny_course(root: Path, answers: dict[str, str]) -> Path:
 
 
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
-    require_sandbox()
     c = make_tiny_course(tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"],
                                               "stuck": "import time\nwhile True:\n    time.sleep(1)"})
     start = time.monotonic()
@@ -303,7 +291,6 @@ def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
 
 def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_path):
     """`make demo` (python -m grader demo --class-command): the demo class, with its broken and hostile students."""
-    require_sandbox()
     root = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "grader", "demo", "--class-command", "--check-release",
                            "--course-dir", str(root)], capture_output=True, text=True, env=course.tool_env(), timeout=1800)
