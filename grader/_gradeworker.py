@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # imported once by the fork server; a module that fails to import is just not preloaded
@@ -34,18 +33,13 @@ def grade(course: str, assignment: str, student: str, memory: str, kernel: str =
     KERNEL: the kernelspec's folder; when it has a zygote.json, the student's zygote (grader/zygote.py)
     is started first and stopped at the end."""
     zygote = None
-    spec = Path(kernel) / "zygote.json" if kernel else None
-    if spec is not None and spec.is_file():
-        import subprocess
+    if kernel and (Path(kernel) / "zygote.json").is_file():
+        from grader.zygote import start
 
-        env = dict(os.environ, **json.loads((Path(kernel) / "kernel.json").read_text())["env"])
-        spec = json.loads(spec.read_text())
-        zygote = subprocess.Popen(spec["argv"], cwd="/", env=env)
-        while not os.path.exists(spec["socket"]) and zygote.poll() is None:
-            time.sleep(0.02)
-        if zygote.poll() is not None:
-            print(json.dumps({"autograde": False, "feedback": False, "reasons": [], "log": (
-                f"[ERROR] the sandboxed kernel server did not start (exit {zygote.returncode}); its error is above")}))
+        try:
+            zygote = start(kernel)
+        except RuntimeError as exc:  # its own error is above, in this log
+            print(json.dumps({"autograde": False, "feedback": False, "reasons": [], "log": f"[ERROR] {exc}"}))
             return
     try:
         _grade(course, assignment, student, memory)

@@ -419,14 +419,12 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     keep = [Path(sys.prefix).resolve(), Path(sandbox.__file__).resolve().parent]
     hidden = [h for h in hidden if not any(k == h.resolve() or h.resolve() in k.parents for k in keep)]
     share = scratch / "share"
-    sandbox.kernelspec(share, sandbox=opts.sandbox, memory_bytes=opts.memory, writable=[autograded.parent],
-                       hidden=hidden, runtime=run_dir, zygote=opts.preload if opts.zygote else None)
-    spec = json.loads((share / "kernels" / sandbox.KERNEL_NAME / "kernel.json").read_text())
     for sub in ("home", "ipython", "mpl"):
         (run_dir / sub).mkdir()
-    spec["env"].update(HOME=str(run_dir / "home"), IPYTHONDIR=str(run_dir / "ipython"),
-                       MPLCONFIGDIR=str(run_dir / "mpl"))
-    (share / "kernels" / sandbox.KERNEL_NAME / "kernel.json").write_text(json.dumps(spec, indent=1))
+    kernel = sandbox.kernelspec(share, sandbox=opts.sandbox, memory_bytes=opts.memory, writable=[autograded.parent],
+                                hidden=hidden, runtime=run_dir, zygote=opts.preload if opts.zygote else None,
+                                env={"HOME": str(run_dir / "home"), "IPYTHONDIR": str(run_dir / "ipython"),
+                                     "MPLCONFIGDIR": str(run_dir / "mpl")})
     env = tool_env()
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
     env.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run_dir), TMPDIR=str(run_dir))
@@ -434,7 +432,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
 
     try:
         code, out = run_child(_gradeworker.grade, (str(scratch), opts.assignment, s.id, str(opts.memory),
-                                                   str(share / "kernels" / sandbox.KERNEL_NAME)),
+                                                   str(kernel)),
                               scratch, env, opts.student_timeout)
     except TimeoutError as exc:  # the process group is gone: nbgrader and, with it, the sandboxed kernel
         return Outcome(s.id, False, f"stopped after {opts.student_timeout} s (the per-student wall-clock limit)",

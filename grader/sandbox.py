@@ -60,8 +60,10 @@ def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[
 
 
 def kernelspec(dest: Path, *, sandbox: bool, memory_bytes: int, writable: list[Path], hidden: list[Path],
-               runtime: Path, python: str = sys.executable, zygote: list[str] | None = None) -> Path:
+               runtime: Path, python: str = sys.executable, zygote: list[str] | None = None,
+               env: dict[str, str] | None = None) -> Path:
     """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
+    ``env``: more environment for the kernel (over the defaults below).
 
     With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
     ``grader.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
@@ -71,7 +73,7 @@ def kernelspec(dest: Path, *, sandbox: bool, memory_bytes: int, writable: list[P
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
     folder = dest / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    env = {"PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TMPDIR": "/tmp"}
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TMPDIR": "/tmp", **(env or {})}
     if zygote is None:
         inner = [python, "-m", "ipykernel_launcher", *kernel_args]
     else:

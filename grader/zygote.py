@@ -172,6 +172,28 @@ def serve(path: str, preload: list[str]) -> int:
                     del kernels[conn]
 
 
+def start(kernel_dir, env: dict | None = None, timeout: float | None = None):
+    """Start the zygote that ``kernel_dir/zygote.json`` describes (``grader.sandbox.kernelspec``), in the
+    environment ``env`` (default: this process's) plus kernel.json's; return its process once it listens.
+    Raises RuntimeError if it exits first, or is not listening after ``timeout`` seconds (then killed)."""
+    import subprocess
+    from pathlib import Path
+
+    spec = json.loads((Path(kernel_dir) / "zygote.json").read_text())
+    kernel_env = json.loads((Path(kernel_dir) / "kernel.json").read_text())["env"]
+    proc = subprocess.Popen(spec["argv"], cwd="/", env={**(os.environ if env is None else env), **kernel_env})
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not os.path.exists(spec["socket"]):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sandboxed kernel server did not start (exit {proc.returncode})")
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the sandboxed kernel server did not listen within {timeout:.0f} s")
+        time.sleep(0.02)
+    return proc
+
+
 def connect(path: str, argv: list[str], timeout: float = 120) -> int:
     """The kernelspec's command: ask the zygote for a kernel; wait for it to end; exit with its code."""
     deadline = time.monotonic() + timeout

@@ -3,11 +3,9 @@
 The kernels must behave like the fresh kernels plain nbgrader starts (a new process per notebook, no state
 carried over, torch usable, unseeded draws that differ from kernel to kernel as between new Pythons), die
 when Jupyter kills them, and the whole sandbox must die with the grading process. Each test starts the
-zygote the way the class command's grading process does (``grader._gradeworker``: the kernelspec's
-``zygote.json``, with kernel.json's environment).
+zygote with ``zygote.start``, as the class command's grading process does.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,27 +24,16 @@ from grader import classgrade, sandbox, zygote
 
 @pytest.fixture(params=["sandbox", "no-sandbox"])
 def kernel(request, tmp_path):
-    """A zygote preloading torch (sandboxed or not) and the kernel name and environment to reach it."""
+    """A zygote preloading torch (sandboxed or not), started by ``zygote.start`` as the grading process does."""
     if request.param == "sandbox":
-        try:
-            sandbox.probe()
-        except sandbox.SandboxError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI must provide a working bubblewrap sandbox: {exc}")
-            pytest.skip(f"no working sandbox here: {exc}")
+        request.getfixturevalue("sandbox_required")
     work = tmp_path / "work"
     work.mkdir()
     run = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))
     share = tmp_path / "share"
     folder = sandbox.kernelspec(share, sandbox=request.param == "sandbox", memory_bytes=4 * 2**30,
                                 writable=[work], hidden=[], runtime=run, zygote=["torch"])
-    spec = json.loads((folder / "zygote.json").read_text())
-    env = dict(os.environ, JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run))
-    server = subprocess.Popen(spec["argv"], cwd="/", env={**env, **json.loads((folder / "kernel.json").read_text())["env"]})
-    deadline = time.monotonic() + 60
-    while not os.path.exists(spec["socket"]):
-        assert server.poll() is None and time.monotonic() < deadline, "the zygote did not start"
-        time.sleep(0.05)
+    server = zygote.start(folder, dict(os.environ, JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run)), timeout=60)
     old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR")}
     os.environ.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run))
     try:
@@ -69,6 +56,17 @@ def kernel_manager(kernel):
     os.close(fd)
     return KernelManager(kernel_name=sandbox.KERNEL_NAME, transport="ipc", ip=str(kernel["run"] / "kernel"),
                          connection_file=path)
+
+
+def started(kernel):
+    """The manager of a kernel of the zygote, started and ready (its client has answered, then stopped)."""
+    km = kernel_manager(kernel)
+    km.start_kernel(cwd=str(kernel["work"]))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    kc.stop_channels()
+    return km
 
 
 def execute(kernel, *sources):
@@ -129,18 +127,7 @@ def test_the_kernels_workdir_and_environment_are_the_clients(kernel):
 
 
 def test_killing_the_client_kills_its_kernel(kernel):
-    km = kernel_manager(kernel)
-    km.start_kernel(cwd=str(kernel["work"]))
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    msg = kc.execute("import os\nprint(os.getpid(), os.getppid())")
-    pid = None
-    while pid is None:
-        reply = kc.get_iopub_msg(timeout=30)
-        if reply["msg_type"] == "stream" and reply["parent_header"].get("msg_id") == msg:
-            pid = reply["content"]["text"].split()[0]
-    kc.stop_channels()
+    km = started(kernel)
     info = km.get_connection_info()
     km.shutdown_kernel(now=True)  # what Jupyter does to a kernel that does not stop: SIGKILL to the client
     # the kernel is gone too: nothing answers on its channels any more
@@ -156,12 +143,7 @@ def test_killing_the_client_kills_its_kernel(kernel):
 
 
 def test_the_whole_sandbox_dies_with_the_grading_process(kernel):
-    km = kernel_manager(kernel)
-    km.start_kernel(cwd=str(kernel["work"]))
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    kc.stop_channels()
+    km = started(kernel)
     kernel["server"].kill()  # the grading process's stop: the zygote's launcher goes...
     kernel["server"].wait()
     deadline = time.monotonic() + 20
