@@ -19,6 +19,7 @@ notebooks and returns a ``Report``:
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,5 +181,11 @@ def check(student: str, handed_in: dict[str, Path], source: Path, out: Path, pro
         if name not in handed_in:
             report.missing.append(name)
             continue
-        check_notebook(handed_in[name], nbformat.read(src, as_version=4), name, report, out)
+        check_notebook(handed_in[name], _source(src, src.stat().st_mtime_ns), name, report, out)
     return report
+
+
+@functools.lru_cache(maxsize=64)
+def _source(path: Path, mtime_ns: int):
+    """A source notebook, read once per class rather than once per student (only read, never changed)."""
+    return nbformat.read(path, as_version=4)
