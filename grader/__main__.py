@@ -150,6 +150,13 @@ def main(argv=None) -> int:
     except course.CourseError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except Exception as exc:
+        from .data import NamesDataError  # no data set: its message says how to get one
+
+        if not isinstance(exc, NamesDataError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def autograde_main() -> int:
