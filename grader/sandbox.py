@@ -39,10 +39,25 @@ class SandboxError(RuntimeError):
     """No working sandbox: the message says why."""
 
 
+def _needed_under_tmp() -> list[str]:
+    """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there): the
+    Python installation, this package's checkout, the data set named by BACKPROP_NINJA_NAMES."""
+    tmp = Path("/tmp").resolve()
+    needed = [sys.prefix, sys.base_prefix, sys.exec_prefix, Path(__file__).resolve().parent.parent,
+              os.environ.get("BACKPROP_NINJA_NAMES") or ""]
+    out: list[Path] = []
+    for path in sorted((Path(p).resolve() for p in needed if p and Path(p).exists()), key=lambda p: len(p.parts)):
+        if tmp in path.parents and not any(o == path or o in path.parents for o in out):
+            out.append(path)
+    return [str(p) for p in out]
+
+
 def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[str]:
     """bwrap's arguments (without the command) for the rules of the module docstring."""
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--unshare-all", "--die-with-parent"]
+    for path in _needed_under_tmp():  # the private /tmp must not hide Python, the grader or the data
+        args += ["--ro-bind", path, path]
     readonly = []
     for path in hidden:
         path = Path(path).resolve()

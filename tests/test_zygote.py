@@ -173,3 +173,20 @@ def test_the_client_says_so_when_no_zygote_listens(tmp_path):
     start = time.monotonic()
     assert zygote.connect(str(tmp_path / "nothing"), ["-f", "x.json"], timeout=1) == 1
     assert time.monotonic() - start < 10
+
+
+def test_the_private_tmp_still_shows_what_the_kernel_needs_from_the_hosts(sandbox_required, monkeypatch):
+    """A checkout, venv or data set under /tmp is bound back read-only; the rest of the host's /tmp stays hidden."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        data, other = Path(tmp) / "names.txt", Path(tmp) / "other"
+        data.write_text("emma\n")
+        other.mkdir()
+        monkeypatch.setenv("BACKPROP_NINJA_NAMES", str(data))
+        run = Path(tmp) / "run"
+        run.mkdir()
+        proc = subprocess.run(sandbox.bwrap_args([], [], run) + ["sh", "-c", f"cat {data}; ls {other} || echo hidden"],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.stdout.split() == ["emma", "hidden"], proc.stderr
+        proc = subprocess.run(sandbox.bwrap_args([], [], run) + ["sh", "-c", f"echo x > {data}"],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode != 0 and data.read_text() == "emma\n"  # read-only
