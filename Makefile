@@ -14,7 +14,7 @@ ifneq ($(wildcard $(SHARED_NAMES)),)
 export BACKPROP_NINJA_NAMES ?= $(SHARED_NAMES)
 endif
 
-.PHONY: demo test release keys
+.PHONY: demo test test-fast lint release keys
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,19 @@ demo: $(VENV)/.installed
 # compared after notebooks/nbval-sanitize.cfg) cannot share one. Both run the notebooks in grading mode
 # (conftest.py): Exercise 4 trains 5,000 steps, while its answer key shows the full 200,000-step run; the
 # sanitize file masks what depends on the run's length, and says so.
-test: $(VENV)/.installed
+test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest -o addopts=-ra --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/nbval-sanitize.cfg notebooks
+
+# the quick loop while developing: the tests not marked slow (no nbgrader run, sandbox, browser or training)
+test-fast: $(VENV)/.installed lint
+	$(BIN)/python -m pytest -m "not slow" tests
+
+# ruff, pinned in requirements.txt: the whole tree lints and is formatted (notebooks excluded: pyproject.toml)
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # after editing a source notebook: rebuild release/ and the answer keys in notebooks/ from source/
 release: $(VENV)/.installed

@@ -55,8 +55,10 @@ def cmd_demo(args) -> int:
     if args.check_release:
         stale = course.release_differences(c)
         if stale:
-            print(f"release/{course.ASSIGNMENT} is stale ({', '.join(stale)}): run `python -m grader release`",
-                  file=sys.stderr)
+            print(
+                f"release/{course.ASSIGNMENT} is stale ({', '.join(stale)}): run `python -m grader release`",
+                file=sys.stderr,
+            )
             return 1
         print(f"      release/{course.ASSIGNMENT}: equal to a fresh generation")
     else:
@@ -76,10 +78,24 @@ def cmd_demo(args) -> int:
         # the command's own argument parser: every option it has gets its default
         parser = argparse.ArgumentParser()
         classgrade.add_arguments(parser)
-        code = classgrade.main(parser.parse_args([
-            course.ASSIGNMENT, str(root / "submitted"), "--course", str(root), "--out", str(out),
-            "--cell-timeout", "30", "--student-timeout", "600", "--force",
-            *(["--no-sandbox"] if args.no_sandbox else [])]))
+        code = classgrade.main(
+            parser.parse_args(
+                [
+                    course.ASSIGNMENT,
+                    str(root / "submitted"),
+                    "--course",
+                    str(root),
+                    "--out",
+                    str(out),
+                    "--cell-timeout",
+                    "30",
+                    "--student-timeout",
+                    "600",
+                    "--force",
+                    *(["--no-sandbox"] if args.no_sandbox else []),
+                ]
+            )
+        )
         if code:
             return code
         print(f"      {time.monotonic() - start:.0f} s, {(time.monotonic() - start) / len(students):.1f} s per student")
@@ -130,13 +146,19 @@ def main(argv=None) -> int:
     keys.add_argument("names", nargs="*", help="notebooks to write (default: all), e.g. 01_atomic_backprop")
     keys.set_defaults(func=cmd_keys)
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
-    demo.add_argument("--course-dir", default="build/demo", help="where to build the demo course (default: %(default)s)")
+    demo.add_argument(
+        "--course-dir", default="build/demo", help="where to build the demo course (default: %(default)s)"
+    )
     demo.add_argument("--all", action="store_true", help="grade every student of source/demo_class.toml")
-    demo.add_argument("--check-release", action="store_true",
-                      help="do not write release/: fail if it differs from a fresh generation")
-    demo.add_argument("--class-command", action="store_true",
-                      help="grade with `python -m grader autograde` (sandboxed, parallel; adds the broken and "
-                           "hostile demo students) instead of plain nbgrader")
+    demo.add_argument(
+        "--check-release", action="store_true", help="do not write release/: fail if it differs from a fresh generation"
+    )
+    demo.add_argument(
+        "--class-command",
+        action="store_true",
+        help="grade with `python -m grader autograde` (sandboxed, parallel; adds the broken and "
+        "hostile demo students) instead of plain nbgrader",
+    )
     demo.add_argument("--no-sandbox", action="store_true", help="with --class-command: no bubblewrap sandbox")
     demo.set_defaults(func=cmd_demo)
     from . import classgrade

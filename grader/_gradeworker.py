@@ -21,8 +21,7 @@ import tempfile
 from pathlib import Path
 
 # imported once by the fork server; a module that fails to import is just not preloaded
-PRELOAD = ["nbgrader.apps.api", "nbgrader.apps.nbgraderapp", "nbgrader.api", "nbconvert.exporters",
-           "grader.classgrade"]
+PRELOAD = ["nbgrader.apps.api", "nbgrader.apps.nbgraderapp", "nbgrader.api", "nbconvert.exporters", "grader.classgrade"]
 
 
 def grade(course: str, assignment: str, student: str, memory: str, kernel: str = "") -> None:
@@ -64,8 +63,9 @@ def _grade(course: str, assignment: str, student: str, memory: str) -> None:
     result["log"] += done.get("log", "") + done.get("error", "")
     result["autograde"] = bool(done.get("success"))
     if result["autograde"]:
-        result["reasons"] = classgrade.prepare_feedback(Path(course), assignment, student,
-                                                        int(config.Execute.timeout), float(memory))
+        result["reasons"] = classgrade.prepare_feedback(
+            Path(course), assignment, student, int(config.Execute.timeout), float(memory)
+        )
         done = api.generate_feedback(assignment, student, force=True)
         result["log"] += done.get("log", "") + done.get("error", "")
         result["feedback"] = bool(done.get("success"))

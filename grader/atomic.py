@@ -23,8 +23,16 @@ from .model import check_case
 
 # The lecture's order: each tensor comes after every tensor it flows into.
 STAGES = {
-    "cross-entropy": ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits",
-                      "logit_maxes", "logits"),
+    "cross-entropy": (
+        "logprobs",
+        "probs",
+        "counts_sum_inv",
+        "counts_sum",
+        "counts",
+        "norm_logits",
+        "logit_maxes",
+        "logits",
+    ),
     "second linear layer": ("h", "W2", "b2"),
     "tanh": ("hpreact",),
     "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
@@ -101,9 +109,11 @@ def _repeated_index_hint(Xb: torch.Tensor, rows: int):
         bad = ((a - b).abs() > max(ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
         if bad.any() and bool((counts[bad] > 1).all()):
             chars = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
-            return (f"only the rows of characters that occur more than once in Xb are wrong (rows {chars}). "
-                    f"An indexed `+=` such as dC[Xb] += ... applies each repeated index only once, so their "
-                    f"gradients do not add up: accumulate one example at a time, or with index_add_.")
+            return (
+                f"only the rows of characters that occur more than once in Xb are wrong (rows {chars}). "
+                f"An indexed `+=` such as dC[Xb] += ... applies each repeated index only once, so their "
+                f"gradients do not add up: accumulate one example at a time, or with index_add_."
+            )
         return None
 
     return diagnose
@@ -114,13 +124,21 @@ def _alias_hint(dt, name: str, namespace: dict):
         if not isinstance(dt, torch.Tensor):
             return None
         ptr = dt.untyped_storage().data_ptr()
-        others = [k for k, v in namespace.items() if k != f"d{name}" and k.startswith("d") and
-                  isinstance(v, torch.Tensor) and v.untyped_storage().data_ptr() == ptr]
+        others = [
+            k
+            for k, v in namespace.items()
+            if k != f"d{name}"
+            and k.startswith("d")
+            and isinstance(v, torch.Tensor)
+            and v.untyped_storage().data_ptr() == ptr
+        ]
         if others:
             other = others[0]
-            return (f"d{name} and {other} are one tensor (they share memory): `{other} = d{name}` gives it a "
-                    f"second name, not a copy, so an in-place `{other} += ...` changed d{name} too. "
-                    f"Use .clone().")
+            return (
+                f"d{name} and {other} are one tensor (they share memory): `{other} = d{name}` gives it a "
+                f"second name, not a copy, so an in-place `{other} += ...` changed d{name} too. "
+                f"Use .clone()."
+            )
         return None
 
     return diagnose
@@ -170,8 +188,9 @@ def check(name: str, dt, namespace: dict | None = None, history=None, record: bo
         roots = tuple(sorted(inherited))
         _remember(name, dt, true, record, roots=roots)
         sources = ", ".join(f"d{r}" for r in roots)
-        return Verdict(name, True, vs_autograd, f"ok: this step is right; the difference comes from {sources}",
-                       vs_step.note)
+        return Verdict(
+            name, True, vs_autograd, f"ok: this step is right; the difference comes from {sources}", vs_step.note
+        )
     _remember(name, dt, true, record, roots=(name,))
     return Verdict(name, False, vs_autograd, f"d{name} is wrong: {vs_step.hint}")
 

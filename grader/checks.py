@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import torch
 
@@ -56,8 +56,7 @@ class Context:
 
     def name_factor(self, c: float) -> str | None:
         """The name of the factor ``c`` is (within PROPORTIONAL), if it is one of ``factors``."""
-        return next((name for name, value in self.factors.items() if abs(c - value) <= PROPORTIONAL * abs(value)),
-                    None)
+        return next((name for name, value in self.factors.items() if abs(c - value) <= PROPORTIONAL * abs(value)), None)
 
 
 # What a factor usually means, by its name in batch_factors.
@@ -74,8 +73,15 @@ FACTOR_MEANING = {
 
 def batch_factors(n: int) -> dict[str, float]:
     """The constant factors that common mistakes introduce, for a batch of ``n`` examples."""
-    return {"-1": -1.0, "n": float(n), "1/n": 1.0 / n, "(n-1)/n": (n - 1) / n, "n/(n-1)": n / (n - 1),
-            "2": 2.0, "1/2": 0.5}
+    return {
+        "-1": -1.0,
+        "n": float(n),
+        "1/n": 1.0 / n,
+        "(n-1)/n": (n - 1) / n,
+        "n/(n-1)": n / (n - 1),
+        "2": 2.0,
+        "1/2": 0.5,
+    }
 
 
 @dataclass
@@ -121,12 +127,14 @@ def shape_hint(got, want, what: str) -> str:
     base = f"wrong shape: {fmt_shape(got)}, but {what} has shape {fmt_shape(want)}"
     if len(got) + 1 == len(want):
         for k in range(len(want)):
-            if want[k] == 1 and want[:k] + want[k + 1:] == got:
-                return (f"{base}: dimension {k} is missing. A sum or max over dim {k} needs keepdim=True "
-                        f"to keep it (a gradient always has the shape of its tensor).")
+            if want[k] == 1 and want[:k] + want[k + 1 :] == got:
+                return (
+                    f"{base}: dimension {k} is missing. A sum or max over dim {k} needs keepdim=True "
+                    f"to keep it (a gradient always has the shape of its tensor)."
+                )
     if len(got) == len(want) + 1:
         for k in range(len(got)):
-            if got[k] == 1 and got[:k] + got[k + 1:] == want:
+            if got[k] == 1 and got[:k] + got[k + 1 :] == want:
                 return f"{base}: there is an extra size-1 dimension {k} (a keepdim=True too many?)."
     if len(got) == 2 and got == want[::-1]:
         return f"{base}: it is transposed. Check the order of the factors of the matrix product."
@@ -137,8 +145,10 @@ def shape_hint(got, want, what: str) -> str:
     except RuntimeError:
         grid = None
     if grid is not None:
-        return (f"{base}. The two would broadcast to a {'x'.join(map(str, grid))} grid, "
-                f"so an elementwise comparison would compare the wrong numbers.")
+        return (
+            f"{base}. The two would broadcast to a {'x'.join(map(str, grid))} grid, "
+            f"so an elementwise comparison would compare the wrong numbers."
+        )
     return base + "."
 
 
@@ -162,10 +172,13 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
             name = context.name_factor(c)
             if name is not None:
                 meaning = context.meaning(name)
-                return (f"it is off by a constant factor {name} ({c:.4g} times the expected gradient)"
-                        + (f": {meaning}." if meaning else "."))
-            return (f"it is off by a constant factor: {c:.4g} times the expected gradient everywhere. "
-                    f"A constant in the expression is wrong.")
+                return f"it is off by a constant factor {name} ({c:.4g} times the expected gradient)" + (
+                    f": {meaning}." if meaning else "."
+                )
+            return (
+                f"it is off by a constant factor: {c:.4g} times the expected gradient everywhere. "
+                f"A constant in the expression is wrong."
+            )
     # only some of the paths back?
     names = list(context.branches)
     for r in range(1, len(names)):
@@ -175,9 +188,11 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
             if _close(a64, partial.reshape(a.shape)):
                 have = ", ".join(f"`{s}`" for s in subset)
                 lost = ", ".join(f"`{s}`" for s in missing)
-                return (f"it holds only the gradient that flows back from {have}; {what} is also used "
-                        f"by {lost}. A tensor used more than once gets the sum of the gradients "
-                        f"of all its uses (accumulate with +=, do not overwrite).")
+                return (
+                    f"it holds only the gradient that flows back from {have}; {what} is also used "
+                    f"by {lost}. A tensor used more than once gets the sum of the gradients "
+                    f"of all its uses (accumulate with +=, do not overwrite)."
+                )
     hint = terms_hint(a64, context)
     if hint:
         return hint
@@ -187,9 +202,11 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
             return hint
     diff = a64 - b64
     at = _where(diff)
-    return (f"it is off: relative error {relative_error(a, b):.3g} (a correct answer has about 1e-8, "
-            f"the limit is {RTOL:g}); the largest difference is {diff.abs().max().item():.3g} at index {at}, "
-            f"where it has {a64[at].item():.6g} and the expected gradient {b64[at].item():.6g}.")
+    return (
+        f"it is off: relative error {relative_error(a, b):.3g} (a correct answer has about 1e-8, "
+        f"the limit is {RTOL:g}); the largest difference is {diff.abs().max().item():.3g} at index {at}, "
+        f"where it has {a64[at].item():.6g} and the expected gradient {b64[at].item():.6g}."
+    )
 
 
 def fit(a: torch.Tensor, terms: list[torch.Tensor]) -> list[float] | None:
@@ -216,7 +233,7 @@ def terms_hint(a: torch.Tensor, context: Context) -> str | None:
     if coefficients is None:
         return None
     wrong, named = [], {}
-    for about, c in zip(context.terms, coefficients):
+    for about, c in zip(context.terms, coefficients, strict=True):
         if abs(c) <= PROPORTIONAL:
             wrong.append(f"{about} is missing")
         elif abs(c - 1) > PROPORTIONAL:
@@ -227,8 +244,12 @@ def terms_hint(a: torch.Tensor, context: Context) -> str | None:
     if not wrong:
         return None
     right = len(context.terms) - len(wrong)
-    hint = ("it is off in part: " + "; ".join(wrong) + "."
-            + (" The other terms are right." if right > 1 else " The other term is right." if right else ""))
+    hint = (
+        "it is off in part: "
+        + "; ".join(wrong)
+        + "."
+        + (" The other terms are right." if right > 1 else " The other term is right." if right else "")
+    )
     for meaning, names in named.items():
         hint += f" The factor{'s' if len(names) > 1 else ''} {' and '.join(names)}: {meaning}."
     return hint
@@ -244,8 +265,9 @@ def describe_type(value) -> str:
     return f"it is a {type(value).__module__}.{type(value).__qualname__}, not a torch.Tensor"
 
 
-def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: Context | None = None,
-            strict_shape: bool = False) -> Comparison:
+def compare(
+    actual, expected: torch.Tensor, what: str = "the tensor", context: Context | None = None, strict_shape: bool = False
+) -> Comparison:
     """Compare ``actual`` (an answer) with ``expected`` (autograd's gradient of ``what``).
 
     ``strict_shape`` refuses even a leading size-1 difference (a parameter's gradient feeds
@@ -256,8 +278,13 @@ def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: C
     if not isinstance(actual, torch.Tensor):
         return Comparison(False, hint=f"{describe_type(actual)}; it should be {want}.")
     if not (actual.is_floating_point()):
-        return Comparison(False, hint=(f"it has dtype {actual.dtype}, an integer tensor; a gradient is {want} "
-                                       f"of dtype {expected.dtype} (did torch.zeros_like copy an integer tensor?)."))
+        return Comparison(
+            False,
+            hint=(
+                f"it has dtype {actual.dtype}, an integer tensor; a gradient is {want} "
+                f"of dtype {expected.dtype} (did torch.zeros_like copy an integer tensor?)."
+            ),
+        )
     notes = []
     if actual.dtype != expected.dtype:
         notes.append(f"dtype {actual.dtype}, the network uses {expected.dtype}")
@@ -265,14 +292,18 @@ def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: C
     if not shape_ok:
         if strict_shape or not leading_one_only(actual.shape, expected.shape):
             return Comparison(False, hint=shape_hint(actual.shape, expected.shape, what))
-        notes.append(f"shape {fmt_shape(actual.shape)} for {what} of shape {fmt_shape(expected.shape)}: "
-                     f"accepted, a leading size-1 dimension broadcasts away")
+        notes.append(
+            f"shape {fmt_shape(actual.shape)} for {what} of shape {fmt_shape(expected.shape)}: "
+            f"accepted, a leading size-1 dimension broadcasts away"
+        )
     a = actual.detach().reshape(expected.shape)
     finite = torch.isfinite(a)
     if not bool(finite.all()):
         nan, inf = int(torch.isnan(a).sum()), int(torch.isinf(a).sum())
-        hint = (f"it contains {nan} NaN and {inf} inf of {a.numel()} entries: a division by zero, a log of 0, "
-                f"or an exp that overflowed (subtract the max first).")
+        hint = (
+            f"it contains {nan} NaN and {inf} inf of {a.numel()} entries: a division by zero, a log of 0, "
+            f"or an exp that overflowed (subtract the max first)."
+        )
         return Comparison(False, hint=hint + (f" {context.nonfinite}" if context.nonfinite else ""))
     exact = bool(torch.equal(a.to(expected.dtype), expected))
     maxdiff = (a.double() - expected.double()).abs().max().item() if a.numel() else 0.0

@@ -118,8 +118,14 @@ def _notebook_for(path: Path, notebooks: dict[str, set[str]]) -> str | None:
 
 def _unzip(archive: Path, dest: Path) -> list[Path]:
     with zipfile.ZipFile(archive) as z:
-        members = [m for m in z.infolist() if m.filename.endswith(".ipynb") and not m.is_dir()
-                   and "__MACOSX" not in m.filename and ".ipynb_checkpoints" not in m.filename]
+        members = [
+            m
+            for m in z.infolist()
+            if m.filename.endswith(".ipynb")
+            and not m.is_dir()
+            and "__MACOSX" not in m.filename
+            and ".ipynb_checkpoints" not in m.filename
+        ]
         if sum(m.file_size for m in members) > MAX_UNZIPPED:
             raise ValueError(f"the notebooks in it unpack to more than {MAX_UNZIPPED // 2**20} MB")
         dest.mkdir(parents=True, exist_ok=True)
@@ -139,8 +145,10 @@ def discover(opts: Options, work: Path) -> list[Student]:
     if not root.is_dir():
         raise GradingError(f"{root}: no such folder of submissions")
     source = opts.course / "source" / opts.assignment
-    notebooks = {p.stem: {precheck.grade_id(c) for c in nbformat.read(p, 4).cells} - {None}
-                 for p in sorted(source.glob("*.ipynb"))}
+    notebooks = {
+        p.stem: {precheck.grade_id(c) for c in nbformat.read(p, 4).cells} - {None}
+        for p in sorted(source.glob("*.ipynb"))
+    }
     students: dict[str, Student] = {}
     nbgrader_layout = any((d / opts.assignment).is_dir() for d in root.iterdir() if d.is_dir())
     for entry in sorted(root.iterdir()):
@@ -175,8 +183,10 @@ def discover(opts: Options, work: Path) -> list[Student]:
             for f in candidates:
                 name = _notebook_for(f, notebooks)
                 if name is None:
-                    s.problems.append(f"{f.name}: cannot tell which notebook of the assignment this is; "
-                                      "not graded (name it like the assignment's notebook)")
+                    s.problems.append(
+                        f"{f.name}: cannot tell which notebook of the assignment this is; "
+                        "not graded (name it like the assignment's notebook)"
+                    )
                 elif name in s.files:
                     s.problems.append(f"{f.name}: a second copy of {name}, ignored")
                 else:
@@ -223,10 +233,17 @@ c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearH
 def write_config(folder: Path, opts: Options, db: str, run_dir: Path | None = None) -> None:
     course_config = opts.course / "nbgrader_config.py"
     load = f"load_subconfig({str(course_config)!r})  # noqa: F821" if course_config.is_file() else ""
-    (folder / "nbgrader_config.py").write_text(CONFIG.format(
-        load=load, root=str(folder), db=db, kernel=sandbox.KERNEL_NAME, timeout=opts.cell_timeout,
-        # an absolute socket path: the kernel's working folder is not the grading process's
-        ip=f"c.KernelManager.ip = {str(run_dir / 'kernel')!r}\n" if run_dir else ""))
+    (folder / "nbgrader_config.py").write_text(
+        CONFIG.format(
+            load=load,
+            root=str(folder),
+            db=db,
+            kernel=sandbox.KERNEL_NAME,
+            timeout=opts.cell_timeout,
+            # an absolute socket path: the kernel's working folder is not the grading process's
+            ip=f"c.KernelManager.ip = {str(run_dir / 'kernel')!r}\n" if run_dir else "",
+        )
+    )
 
 
 def real_db(opts: Options) -> str:
@@ -311,8 +328,10 @@ def make_template(opts: Options, work: Path) -> Path:
         with _db_lock(db or ""):
             proc = run_nbgrader(template, *args)
         if proc.returncode != 0:
-            raise GradingError(f"nbgrader generate_assignment {opts.assignment} failed"
-                               f"{' on ' + db if db else ''}:\n{proc.stdout[-3000:]}")
+            raise GradingError(
+                f"nbgrader generate_assignment {opts.assignment} failed"
+                f"{' on ' + db if db else ''}:\n{proc.stdout[-3000:]}"
+            )
 
     # the template's own gradebook and the real one, at the same time (each a process of its own)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -392,8 +411,9 @@ def _short_tracebacks(path: Path) -> None:
 def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     """Grade one student in its own scratch course (runs in a worker thread; touches only its folder)."""
     start = time.monotonic()
-    s.report = precheck.check(s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.id,
-                              s.problems)
+    s.report = precheck.check(
+        s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.id, s.problems
+    )
     if not s.report.notebooks:  # nothing nbgrader could open: every notebook scores 0, the reasons say why
         return Outcome(s.id, True, "no notebook could be graded", 0.0, "", manual=False)
     scratch = work / "students" / s.id
@@ -412,42 +432,70 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         (submitted / "timestamp.txt").write_text(s.timestamp)
     autograded = scratch / "autograded" / s.id / opts.assignment
     autograded.mkdir(parents=True)
-    hidden = [opts.course / "source", opts.course / "gradebook.db", opts.course / "submitted",
-              opts.course / "autograded", opts.course / "feedback", opts.submissions, opts.out]
+    hidden = [
+        opts.course / "source",
+        opts.course / "gradebook.db",
+        opts.course / "submitted",
+        opts.course / "autograded",
+        opts.course / "feedback",
+        opts.submissions,
+        opts.out,
+    ]
     if real_db(opts).startswith("sqlite:///"):
-        hidden.append(Path(real_db(opts)[len("sqlite:///"):]))
+        hidden.append(Path(real_db(opts)[len("sqlite:///") :]))
     keep = [Path(sys.prefix).resolve(), Path(sandbox.__file__).resolve().parent]
     hidden = [h for h in hidden if not any(k == h.resolve() or h.resolve() in k.parents for k in keep)]
     share = scratch / "share"
     for sub in ("home", "ipython", "mpl"):
         (run_dir / sub).mkdir()
-    kernel = sandbox.kernelspec(share, sandbox=opts.sandbox, memory_bytes=opts.memory, writable=[autograded.parent],
-                                hidden=hidden, runtime=run_dir, zygote=opts.preload if opts.zygote else None,
-                                env={"HOME": str(run_dir / "home"), "IPYTHONDIR": str(run_dir / "ipython"),
-                                     "MPLCONFIGDIR": str(run_dir / "mpl")})
+    kernel = sandbox.kernelspec(
+        share,
+        sandbox=opts.sandbox,
+        memory_bytes=opts.memory,
+        writable=[autograded.parent],
+        hidden=hidden,
+        runtime=run_dir,
+        zygote=opts.preload if opts.zygote else None,
+        env={
+            "HOME": str(run_dir / "home"),
+            "IPYTHONDIR": str(run_dir / "ipython"),
+            "MPLCONFIGDIR": str(run_dir / "mpl"),
+        },
+    )
     env = tool_env()
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
     env.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run_dir), TMPDIR=str(run_dir))
     from . import _gradeworker
 
     try:
-        code, out = run_child(_gradeworker.grade, (str(scratch), opts.assignment, s.id, str(opts.memory),
-                                                   str(kernel)),
-                              scratch, env, opts.student_timeout)
+        code, out = run_child(
+            _gradeworker.grade,
+            (str(scratch), opts.assignment, s.id, str(opts.memory), str(kernel)),
+            scratch,
+            env,
+            opts.student_timeout,
+        )
     except TimeoutError as exc:  # the process group is gone: nbgrader and, with it, the sandboxed kernel
-        return Outcome(s.id, False, f"stopped after {opts.student_timeout} s (the per-student wall-clock limit)",
-                       time.monotonic() - start, str(exc))
+        return Outcome(
+            s.id,
+            False,
+            f"stopped after {opts.student_timeout} s (the per-student wall-clock limit)",
+            time.monotonic() - start,
+            str(exc),
+        )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    lines = [l for l in out.splitlines() if l.startswith("{") and '"autograde"' in l]
+    lines = [line for line in out.splitlines() if line.startswith("{") and '"autograde"' in line]
     if not lines:
-        return Outcome(s.id, False, f"the grading process died (exit {code}): {_last_error(out)}",
-                       time.monotonic() - start, out)
+        return Outcome(
+            s.id, False, f"the grading process died (exit {code}): {_last_error(out)}", time.monotonic() - start, out
+        )
     result = json.loads(lines[-1])
     log = out.replace(lines[-1], "") + result["log"]
     if not result["autograde"]:
-        return Outcome(s.id, False, f"nbgrader autograde failed: {_last_error(result['log'])}",
-                       time.monotonic() - start, log)
+        return Outcome(
+            s.id, False, f"nbgrader autograde failed: {_last_error(result['log'])}", time.monotonic() - start, log
+        )
     reasons = result["reasons"]
     if not result["feedback"]:
         reasons.append(f"nbgrader generate_feedback failed: {_last_error(result['log'])}")
@@ -472,7 +520,7 @@ def prepare_feedback(scratch: Path, assignment: str, student: str, cell_timeout:
 
 
 def _last_error(log: str) -> str:
-    lines = [l for l in log.splitlines() if "[ERROR]" in l or "Error" in l]
+    lines = [line for line in log.splitlines() if "[ERROR]" in line or "Error" in line]
     return (lines[-1] if lines else (log.strip().splitlines() or ["no output"])[-1])[-300:]
 
 
@@ -482,9 +530,9 @@ def _last_error(log: str) -> str:
 
 def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> None:
     """Replace ``s``'s submission in the real gradebook with the scratch gradebook's (or a 0 to look at)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
     import warnings
+
+    from nbgrader.api import Gradebook, MissingEntry
 
     warnings.filterwarnings("ignore", message=".*not in session.*")  # SQLAlchemy on nbgrader's add_submission
     scratch_db = work / "students" / s.id / "gradebook.db"
@@ -537,8 +585,11 @@ def gradebook_scores(opts: Options, students: list[str]) -> dict[str, list[tuple
                 sub = gb.find_submission(opts.assignment, sid)
             except MissingEntry:
                 continue
-            out[sid] = [(nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
-                        for nb in sub.notebooks for g in nb.grades]
+            out[sid] = [
+                (nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
+                for nb in sub.notebooks
+                for g in nb.grades
+            ]
     return out
 
 
@@ -635,8 +686,13 @@ def run(opts: Options) -> dict:
     todo, skipped = [], []
     for s in students:
         entry = ledger.done.get(s.id)
-        if (not opts.force and entry and entry.get("graded") and entry.get("digest") == s.digest
-                and s.id in in_gradebook):
+        if (
+            not opts.force
+            and entry
+            and entry.get("graded")
+            and entry.get("digest") == s.digest
+            and s.id in in_gradebook
+        ):
             skipped.append(s)
         else:
             todo.append(s)
@@ -664,9 +720,19 @@ def run(opts: Options) -> dict:
             (opts.out / "logs" / f"{s.id}.log").write_text(outcome.log)
             reasons = [r for r in [outcome.reason, *extra] if r]
             failures += not outcome.graded
-            ledger.add({"student": s.id, "digest": s.digest, "graded": outcome.graded, "reasons": reasons,
-                        "problems": s.report.problems, "repairs": s.report.repairs, "flags": s.report.flags,
-                        "missing": s.report.missing, "seconds": round(outcome.seconds, 1)})
+            ledger.add(
+                {
+                    "student": s.id,
+                    "digest": s.digest,
+                    "graded": outcome.graded,
+                    "reasons": reasons,
+                    "problems": s.report.problems,
+                    "repairs": s.report.repairs,
+                    "flags": s.report.flags,
+                    "missing": s.report.missing,
+                    "seconds": round(outcome.seconds, 1),
+                }
+            )
             shutil.rmtree(work / "students" / s.id, ignore_errors=True)
             outcomes[s.id] = outcome
             if bar is not None:
@@ -675,8 +741,9 @@ def run(opts: Options) -> dict:
     if bar is not None:
         bar.close()
     seconds = time.monotonic() - start
-    proc = run_nbgrader(template, "export", "--to", str(opts.out / "grades.csv"),
-                        f"--CourseDirectory.db_url={real_db(opts)}")
+    proc = run_nbgrader(
+        template, "export", "--to", str(opts.out / "grades.csv"), f"--CourseDirectory.db_url={real_db(opts)}"
+    )
     if proc.returncode != 0:
         raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
     summary = summarize(opts, students, ledger, len(todo), len(skipped), seconds)
@@ -684,8 +751,9 @@ def run(opts: Options) -> dict:
     return summary
 
 
-def summarize(opts: Options, students: list[Student], ledger: Ledger, graded: int, skipped: int,
-              seconds: float) -> dict:
+def summarize(
+    opts: Options, students: list[Student], ledger: Ledger, graded: int, skipped: int, seconds: float
+) -> dict:
     scores = gradebook_scores(opts, [s.id for s in students])
     totals = {sid: (sum(c[2] for c in cells), sum(c[3] for c in cells)) for sid, cells in scores.items()}
     per_cell: dict[tuple[str, str], list[float]] = {}
@@ -695,23 +763,36 @@ def summarize(opts: Options, students: list[Student], ledger: Ledger, graded: in
     review = {}
     for s in students:
         e = ledger.done.get(s.id, {})
-        why = e.get("reasons", []) + e.get("problems", []) + e.get("repairs", []) + \
-            [f"flag: {f}" for f in e.get("flags", [])]
+        why = (
+            e.get("reasons", [])
+            + e.get("problems", [])
+            + e.get("repairs", [])
+            + [f"flag: {f}" for f in e.get("flags", [])]
+        )
         manual = [c[1] for c in scores.get(s.id, []) if c[4]]
         if manual:
-            why.append(f"{len(manual)} cell(s) need manual grading" + (f": {', '.join(manual)}" if len(manual) <= 3 else ""))
+            why.append(
+                f"{len(manual)} cell(s) need manual grading" + (f": {', '.join(manual)}" if len(manual) <= 3 else "")
+            )
         if why:
             review[s.id] = why
     maximum = max((m for _, m in totals.values()), default=0)
     values = [t for t, _ in totals.values()]
     summary = {
-        "assignment": opts.assignment, "students": len(students), "graded_now": graded,
-        "skipped_already_graded": skipped, "seconds": round(seconds, 1), "workers": opts.workers,
-        "sandbox": opts.sandbox, "max_score": maximum,
+        "assignment": opts.assignment,
+        "students": len(students),
+        "graded_now": graded,
+        "skipped_already_graded": skipped,
+        "seconds": round(seconds, 1),
+        "workers": opts.workers,
+        "sandbox": opts.sandbox,
+        "max_score": maximum,
         "totals": {sid: t for sid, (t, _) in sorted(totals.items())},
         "mean": round(statistics.mean(values), 3) if values else None,
         "median": statistics.median(values) if values else None,
-        "distribution": {str(int(k)): sum(1 for v in values if int(v) == int(k)) for k in sorted({int(v) for v in values})},
+        "distribution": {
+            str(int(k)): sum(1 for v in values if int(v) == int(k)) for k in sorted({int(v) for v in values})
+        },
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
     }
@@ -721,11 +802,16 @@ def summarize(opts: Options, students: list[Student], ledger: Ledger, graded: in
 
 
 def summary_text(summary: dict) -> str:
-    lines = [f"# {summary['assignment']}: {summary['students']} students "
-             f"({summary['graded_now']} graded now, {summary['skipped_already_graded']} already graded), "
-             f"{summary['seconds']} s with {summary['workers']} workers, sandbox {'on' if summary['sandbox'] else 'OFF'}",
-             "", f"mean {summary['mean']} / {summary['max_score']}, median {summary['median']}", "",
-             "## Score distribution", ""]
+    lines = [
+        f"# {summary['assignment']}: {summary['students']} students "
+        f"({summary['graded_now']} graded now, {summary['skipped_already_graded']} already graded), "
+        f"{summary['seconds']} s with {summary['workers']} workers, sandbox {'on' if summary['sandbox'] else 'OFF'}",
+        "",
+        f"mean {summary['mean']} / {summary['max_score']}, median {summary['median']}",
+        "",
+        "## Score distribution",
+        "",
+    ]
     for score, count in summary["distribution"].items():
         lines.append(f"{score:>4} | {'#' * count} {count}")
     lines += ["", "## Mean per graded cell (lowest first: what the class got wrong most)", ""]
@@ -738,12 +824,22 @@ def summary_text(summary: dict) -> str:
 
 
 def main(args) -> int:
-    opts = Options(course=Path(args.course), assignment=args.assignment, submissions=Path(args.submissions),
-                   out=Path(args.out or f"build/autograde/{args.assignment}"), workers=args.workers,
-                   sandbox=not args.no_sandbox, db_url=args.db_url, cell_timeout=args.cell_timeout,
-                   student_timeout=args.student_timeout, memory=int(args.memory_gb * 2**30),
-                   shard=args.shard, progress=not args.no_progress, force=args.force,
-                   zygote=not args.fresh_kernels)
+    opts = Options(
+        course=Path(args.course),
+        assignment=args.assignment,
+        submissions=Path(args.submissions),
+        out=Path(args.out or f"build/autograde/{args.assignment}"),
+        workers=args.workers,
+        sandbox=not args.no_sandbox,
+        db_url=args.db_url,
+        cell_timeout=args.cell_timeout,
+        student_timeout=args.student_timeout,
+        memory=int(args.memory_gb * 2**30),
+        shard=args.shard,
+        progress=not args.no_progress,
+        force=args.force,
+        zygote=not args.fresh_kernels,
+    )
     try:
         summary = run(opts)
     except GradingError as exc:
@@ -765,20 +861,37 @@ def shard(text: str) -> tuple[int, int]:
 
 def add_arguments(p) -> None:
     p.add_argument("assignment", help="the assignment's name (a folder of source/ in the course)")
-    p.add_argument("submissions", help="submitted/ (nbgrader's <student>/<assignment>/ layout) or a flat folder "
-                                       "of <student>.ipynb / <student>.zip")
+    p.add_argument(
+        "submissions",
+        help="submitted/ (nbgrader's <student>/<assignment>/ layout) or a flat folder "
+        "of <student>.ipynb / <student>.zip",
+    )
     p.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
     p.add_argument("--out", help="where grades, feedback and the summary go (default: build/autograde/ASSIGNMENT)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="students graded at once (default: cores)")
-    p.add_argument("--no-sandbox", action="store_true", help="run students' code without bubblewrap (trusted code only)")
+    p.add_argument(
+        "--no-sandbox", action="store_true", help="run students' code without bubblewrap (trusted code only)"
+    )
     p.add_argument("--db-url", help="the gradebook (default: sqlite:///COURSE/gradebook.db); e.g. postgresql://...")
-    p.add_argument("--shard", type=shard, default=(1, 1), metavar="I/K",
-                   help="grade only shard I of K (machines sharing one PostgreSQL gradebook)")
+    p.add_argument(
+        "--shard",
+        type=shard,
+        default=(1, 1),
+        metavar="I/K",
+        help="grade only shard I of K (machines sharing one PostgreSQL gradebook)",
+    )
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default: %(default)s)")
-    p.add_argument("--student-timeout", type=int, default=900, help="wall-clock seconds per student (default: %(default)s)")
-    p.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit of a kernel (default: %(default)s)")
+    p.add_argument(
+        "--student-timeout", type=int, default=900, help="wall-clock seconds per student (default: %(default)s)"
+    )
+    p.add_argument(
+        "--memory-gb", type=float, default=4.0, help="address-space limit of a kernel (default: %(default)s)"
+    )
     p.add_argument("--force", action="store_true", help="regrade students the ledger says are done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--fresh-kernels", action="store_true",
-                   help="start every kernel as a new Python, as plain nbgrader does (slower), instead of forking it "
-                        "from the student's sandboxed process that has imported torch once (grader/zygote.py)")
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="start every kernel as a new Python, as plain nbgrader does (slower), instead of forking it "
+        "from the student's sandboxed process that has imported torch once (grader/zygote.py)",
+    )

@@ -38,8 +38,9 @@ def tool_env() -> dict[str, str]:
 
 def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in ``course``; raise CourseError with its log if it fails."""
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=tool_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=tool_env(), capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise CourseError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return proc
@@ -69,8 +70,15 @@ def release_differences(course: Path, repo: Path = REPO, assignment: str = ASSIG
     """The notebooks of ``repo/release`` that differ from ``course``'s fresh generation (or are missing/extra)."""
     fresh, committed = course / "release" / assignment, repo / "release" / assignment
     names = sorted({p.name for p in fresh.glob("*.ipynb")} | {p.name for p in committed.glob("*.ipynb")})
-    return [n for n in names if not ((fresh / n).is_file() and (committed / n).is_file()
-                                     and (fresh / n).read_bytes() == (committed / n).read_bytes())]
+    return [
+        n
+        for n in names
+        if not (
+            (fresh / n).is_file()
+            and (committed / n).is_file()
+            and (fresh / n).read_bytes() == (committed / n).read_bytes()
+        )
+    ]
 
 
 def sync_release(course: Path, repo: Path = REPO, assignment: str = ASSIGNMENT) -> list[str]:
@@ -115,8 +123,19 @@ def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: b
     """The students of the demo class; with ``sandbox_only`` also those only the sandboxed command may grade."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    students = [Student(s["id"], s["base"], s["loses"], s.get("edit", []), s.get("demo", False), s.get("notebooks"),
-                        s.get("sandbox_only", False), s.get("review", "")) for s in data["student"]]
+    students = [
+        Student(
+            s["id"],
+            s["base"],
+            s["loses"],
+            s.get("edit", []),
+            s.get("demo", False),
+            s.get("notebooks"),
+            s.get("sandbox_only", False),
+            s.get("review", ""),
+        )
+        for s in data["student"]
+    ]
     return [s for s in students if sandbox_only or not s.sandbox_only]
 
 
@@ -126,8 +145,11 @@ def _grade_id(cell) -> str | None:
 
 def solutions(source_nb) -> dict[str, str]:
     """Each answer cell's text with its solution, markers removed, by grade_id."""
-    return {_grade_id(c): SOLUTION_MARKERS.sub("", c.source) for c in source_nb.cells
-            if c.metadata.get("nbgrader", {}).get("solution")}
+    return {
+        _grade_id(c): SOLUTION_MARKERS.sub("", c.source)
+        for c in source_nb.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
 
 
 def solved(release_nb, source_nb):
@@ -148,8 +170,14 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
     if "cell" not in edit:
         return  # a whole-notebook edit (raw), applied by make_submission
     # by grade_id; a cell without nbgrader metadata (an editable cell nbgrader does not track) by its cell id
-    index = next((i for i, c in enumerate(nb.cells) if _grade_id(c) == edit["cell"]
-                  or (_grade_id(c) is None and c.get("id") == edit["cell"])), None)
+    index = next(
+        (
+            i
+            for i, c in enumerate(nb.cells)
+            if _grade_id(c) == edit["cell"] or (_grade_id(c) is None and c.get("id") == edit["cell"])
+        ),
+        None,
+    )
     if index is None:
         raise KeyError(f"no cell {edit['cell']!r} in {edit['notebook']}")
     cell = nb.cells[index]
@@ -177,8 +205,9 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
         answers = solutions(source_nb)
         cell.source = "\n".join(answers[gid].rstrip("\n") for gid in edit["solutions_of"])
     else:
-        raise ValueError(f"edit of {edit['cell']!r} has no find, append, prepend, solutions_of, duplicate, "
-                         "cell_type or delete")
+        raise ValueError(
+            f"edit of {edit['cell']!r} has no find, append, prepend, solutions_of, duplicate, cell_type or delete"
+        )
 
 
 def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT, out: Path | None = None) -> Path:
@@ -248,8 +277,15 @@ def scores(course: Path, assignment: str = ASSIGNMENT) -> dict[str, list[CellSco
             cells = []
             for nb in submission.notebooks:
                 for grade in nb.grades:
-                    cells.append(CellScore(nb.name, grade.name, float(grade.score), float(grade.max_score),
-                                           bool(grade.needs_manual_grade)))
+                    cells.append(
+                        CellScore(
+                            nb.name,
+                            grade.name,
+                            float(grade.score),
+                            float(grade.max_score),
+                            bool(grade.needs_manual_grade),
+                        )
+                    )
             out[submission.student.id] = cells
     return out
 

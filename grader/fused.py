@@ -64,14 +64,29 @@ class Network:
     dtype: torch.dtype = torch.float32
 
     def case(self) -> Case:
-        return random_case(self.seed, self.batch_size, self.n_embd, self.n_hidden, self.vocab_size,
-                           self.block_size, max_logit=self.max_logit, dtype=self.dtype)
+        return random_case(
+            self.seed,
+            self.batch_size,
+            self.n_embd,
+            self.n_hidden,
+            self.vocab_size,
+            self.block_size,
+            max_logit=self.max_logit,
+            dtype=self.dtype,
+        )
 
     def describe(self) -> str:
         extra = [f"|logits| up to {self.max_logit:g}"] if self.max_logit else []
         extra += ["float64"] if self.dtype == torch.float64 else []
-        return ", ".join([f"batch {self.batch_size}", f"vocab {self.vocab_size}", f"{self.n_hidden} hidden units",
-                          f"seed {self.seed}", *extra])
+        return ", ".join(
+            [
+                f"batch {self.batch_size}",
+                f"vocab {self.vocab_size}",
+                f"{self.n_hidden} hidden units",
+                f"seed {self.seed}",
+                *extra,
+            ]
+        )
 
 
 CHECK_NETWORK = "the check network"
@@ -81,10 +96,12 @@ CHECK_NETWORK = "the check network"
 SUITES: dict[str, dict[str, tuple[Network | None, ...]]] = {
     "logits": {
         CHECK_NETWORK: (None,),
-        "new shapes": (Network(1001, batch_size=7, vocab_size=13, n_hidden=20),
-                       Network(1002, batch_size=50, vocab_size=40, n_hidden=100, n_embd=6, block_size=4),
-                       Network(1003, batch_size=33, n_hidden=200),
-                       Network(1004, batch_size=2, vocab_size=5, n_hidden=8)),
+        "new shapes": (
+            Network(1001, batch_size=7, vocab_size=13, n_hidden=20),
+            Network(1002, batch_size=50, vocab_size=40, n_hidden=100, n_embd=6, block_size=4),
+            Network(1003, batch_size=33, n_hidden=200),
+            Network(1004, batch_size=2, vocab_size=5, n_hidden=8),
+        ),
         # the check network's shapes with new seeds, so that only the size of the logits is new
         "large logits": (Network(2001, max_logit=120.0), Network(2002, max_logit=100.0)),
     },
@@ -93,12 +110,15 @@ SUITES: dict[str, dict[str, tuple[Network | None, ...]]] = {
         # Batchnorm over a batch of 2 normalises each column to about +-0.71 whatever the input, so its
         # gradient is a near-total cancellation: in float32 a correct formula and autograd agree only
         # to about 1e-4. In float64 they agree to 1e-12, and every mistake still shows.
-        "new shapes": (Network(3001, batch_size=7, vocab_size=13, n_hidden=20),
-                       Network(3002, batch_size=50, vocab_size=40, n_hidden=100, n_embd=6, block_size=4),
-                       Network(3003, batch_size=33, n_hidden=200),
-                       Network(3004, batch_size=2, n_hidden=16, dtype=torch.float64)),
+        "new shapes": (
+            Network(3001, batch_size=7, vocab_size=13, n_hidden=20),
+            Network(3002, batch_size=50, vocab_size=40, n_hidden=100, n_embd=6, block_size=4),
+            Network(3003, batch_size=33, n_hidden=200),
+            Network(3004, batch_size=2, n_hidden=16, dtype=torch.float64),
+        ),
     },
 }
+
 
 @functools.cache
 def check_network() -> Case:
@@ -132,29 +152,41 @@ def terms(name: str, case: Case) -> dict[str, torch.Tensor]:
         # logit_maxes only makes exp safe: its gradient is 0, so its path is held in both
         one_hot = case.path_gradient("logits", hold={"logit_maxes", "counts_sum"})
         both = case.path_gradient("logits", hold={"logit_maxes"})
-        return {"the one-hot term (the -1 at each row's correct class: the path through counts[i, Yb[i]])": one_hot,
-                "the softmax term (the path through each row's sum, counts_sum)": both - one_hot}
+        return {
+            "the one-hot term (the -1 at each row's correct class: the path through counts[i, Yb[i]])": one_hot,
+            "the softmax term (the path through each row's sum, counts_sum)": both - one_hot,
+        }
     direct = case.path_gradient("hprebn", hold={"bnmeani", "bnvar_inv"})
     no_mean = case.path_gradient("hprebn", hold={"bnmeani"})
-    return {"the direct term (the path through bndiff to bnraw, with the mean and the variance held fixed)": direct,
-            "the variance term (the path through bnvar: every example moves its column's variance)": no_mean - direct,
-            "the mean term (the path through bnmeani: every example moves its column's mean)": case.grads["hprebn"] - no_mean}
+    return {
+        "the direct term (the path through bndiff to bnraw, with the mean and the variance held fixed)": direct,
+        "the variance term (the path through bnvar: every example moves its column's variance)": no_mean - direct,
+        "the mean term (the path through bnmeani: every example moves its column's mean)": case.grads["hprebn"]
+        - no_mean,
+    }
 
 
 def factors(case: Case) -> tuple[dict[str, float], dict[str, str]]:
     """Named factors for a batch of ``case.n``, and what they mean, including the global-n mistake."""
     n = case.n
     named = batch_factors(n)
-    meanings = {"(n-1)/n": "it divides by n where the forward pass divides by n-1: that is the biased variance, "
-                           "and the forward pass uses Bessel's correction, the unbiased one"}
+    meanings = {
+        "(n-1)/n": "it divides by n where the forward pass divides by n-1: that is the biased variance, "
+        "and the forward pass uses Bessel's correction, the unbiased one"
+    }
     if n != CHECK_BATCH:
-        uses_32 = (f"the function uses {CHECK_BATCH}, the check network's batch size, where this batch has "
-                   f"{n} examples: does it read the notebook's global n or batch_size (or a hard-coded "
-                   f"{CHECK_BATCH}) instead of its inputs' shapes? That is right on the check network and wrong "
-                   f"on every other batch")
-        global_n = {f"n/{CHECK_BATCH}": n / CHECK_BATCH, f"{CHECK_BATCH}/n": CHECK_BATCH / n,
-                    f"(n-1)/{CHECK_BATCH - 1}": (n - 1) / (CHECK_BATCH - 1),
-                    f"{CHECK_BATCH - 1}/(n-1)": (CHECK_BATCH - 1) / (n - 1)}
+        uses_32 = (
+            f"the function uses {CHECK_BATCH}, the check network's batch size, where this batch has "
+            f"{n} examples: does it read the notebook's global n or batch_size (or a hard-coded "
+            f"{CHECK_BATCH}) instead of its inputs' shapes? That is right on the check network and wrong "
+            f"on every other batch"
+        )
+        global_n = {
+            f"n/{CHECK_BATCH}": n / CHECK_BATCH,
+            f"{CHECK_BATCH}/n": CHECK_BATCH / n,
+            f"(n-1)/{CHECK_BATCH - 1}": (n - 1) / (CHECK_BATCH - 1),
+            f"{CHECK_BATCH - 1}/(n-1)": (CHECK_BATCH - 1) / (n - 1),
+        }
         named = {**global_n, **named}
         meanings.update(dict.fromkeys(global_n, uses_32))
     return named, meanings
@@ -182,11 +214,13 @@ def _one_hot_place(name: str, case: Case):
             return f"{where_}, where it subtracts {k:g}/n instead of 1/n: the one-hot part has the wrong size."
         row = where[0][0]
         cols = [c for r, c in where if r == row]
-        return (f"it differs from the expected gradient by whole multiples of 1/n in {len(where)} entries of "
-                f"{len(rows)} rows: the -1 of the one-hot part is in the wrong place. In row {row}, the correct "
-                f"class is Yb[{row}] = {int(case.Yb[row])}, and the difference is at column(s) "
-                f"{', '.join(str(c) for c in cols[:8])}{', ...' if len(cols) > 8 else ''} "
-                f"({', '.join(f'{steps[row, c].item():+.0f}/n' for c in cols[:8])}).")
+        return (
+            f"it differs from the expected gradient by whole multiples of 1/n in {len(where)} entries of "
+            f"{len(rows)} rows: the -1 of the one-hot part is in the wrong place. In row {row}, the correct "
+            f"class is Yb[{row}] = {int(case.Yb[row])}, and the difference is at column(s) "
+            f"{', '.join(str(c) for c in cols[:8])}{', ...' if len(cols) > 8 else ''} "
+            f"({', '.join(f'{steps[row, c].item():+.0f}/n' for c in cols[:8])})."
+        )
 
     return diagnose
 
@@ -205,14 +239,18 @@ def _column_factors(name: str, case: Case):
         if (a - c * b).norm() > checks.PROPORTIONAL * a.norm():
             return None
         gain, inv = case.values["bngain"].double().flatten(), case.values["bnvar_inv"].double().flatten()
-        for label, factor, meaning in (("1/bngain", 1 / gain, "a factor bngain is missing"),
-                                       ("bngain", gain, "bngain is in it twice"),
-                                       ("1/bnvar_inv", 1 / inv, "a factor bnvar_inv is missing"),
-                                       ("bnvar_inv", inv, "bnvar_inv is in it twice")):
+        for label, factor, meaning in (
+            ("1/bngain", 1 / gain, "a factor bngain is missing"),
+            ("bngain", gain, "bngain is in it twice"),
+            ("1/bnvar_inv", 1 / inv, "a factor bnvar_inv is missing"),
+            ("bnvar_inv", inv, "bnvar_inv is in it twice"),
+        ):
             if ((c - factor).abs() <= checks.PROPORTIONAL * factor.abs()).all():
                 return f"each column is off by its own factor, and the factors are {label}: {meaning}."
-        return (f"each column is off by its own factor (from {c.min().item():.4g} to {c.max().item():.4g}): "
-                f"something that differs from column to column (a per-feature input) is wrong.")
+        return (
+            f"each column is off by its own factor (from {c.min().item():.4g} to {c.max().item():.4g}): "
+            f"something that differs from column to column (a per-feature input) is wrong."
+        )
 
     return diagnose
 
@@ -223,12 +261,19 @@ def context(name: str, case: Case, large: bool = False) -> Context:
     if large:
         top = case.values["logits"].max().item()
         small = check_network().values["logits"].abs().max().item()
-        nonfinite = (f"This network's logits go up to {top:.0f} (the check network's stay below {small:.1f}), and "
-                     f"exp(x) overflows float32 above x = {EXP_LIMIT}: an exp of the raw logits gives inf, "
-                     f"and inf/inf is NaN. It works on the check network and overflows here. Subtract each "
-                     f"row's max before exp, as the forward pass does: the softmax does not change.")
-    return Context(factors=named, meanings=meanings, terms=terms(name, case),
-                   diagnostics=(_one_hot_place(name, case), _column_factors(name, case)), nonfinite=nonfinite)
+        nonfinite = (
+            f"This network's logits go up to {top:.0f} (the check network's stay below {small:.1f}), and "
+            f"exp(x) overflows float32 above x = {EXP_LIMIT}: an exp of the raw logits gives inf, "
+            f"and inf/inf is NaN. It works on the check network and overflows here. Subtract each "
+            f"row's max before exp, as the forward pass does: the softmax does not change."
+        )
+    return Context(
+        factors=named,
+        meanings=meanings,
+        terms=terms(name, case),
+        diagnostics=(_one_hot_place(name, case), _column_factors(name, case)),
+        nonfinite=nonfinite,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,8 +309,12 @@ def global_reads(fn) -> dict[str, object]:
 
 
 # The sizes of the notebooks' networks, which a function that works on any network must not contain.
-NOTEBOOK_SIZES = {32: "the check network's batch size", 27: "the vocabulary size", 64: "the check network's hidden size",
-                  200: "the training network's hidden size"}
+NOTEBOOK_SIZES = {
+    32: "the check network's batch size",
+    27: "the vocabulary size",
+    64: "the check network's hidden size",
+    200: "the training network's hidden size",
+}
 
 
 def constants(fn) -> dict[int, str]:
@@ -289,29 +338,40 @@ def _describe_sizes(fn) -> str:
     out = ""
     found = global_reads(fn)
     if found:
-        shown = ", ".join(f"`{k}` (= {v})" if not isinstance(v, torch.Tensor) else f"`{k}` (a tensor of shape "
-                          f"{checks.fmt_shape(v.shape)})" for k, v in found.items())
+        shown = ", ".join(
+            f"`{k}` (= {v})"
+            if not isinstance(v, torch.Tensor)
+            else f"`{k}` (a tensor of shape {checks.fmt_shape(v.shape)})"
+            for k, v in found.items()
+        )
         out += f" Note: {name} reads the notebook's global {shown}."
     numbers = constants(fn)
     if numbers:
         out += f" Note: {name} has the number " + ", ".join(f"{k} ({v})" for k, v in numbers.items()) + " in it."
     if out:
-        out += (" A function must work on any network and batch: take everything from its arguments "
-                "(the batch size is their .shape[0]).")
+        out += (
+            " A function must work on any network and batch: take everything from its arguments "
+            "(the batch size is their .shape[0])."
+        )
     return out
 
 
 def _raised(exercise: Exercise, exc: Exception, where: str) -> str:
     text = f"{exercise.call} raised {type(exc).__name__}: {exc}".rstrip(": ")
     if isinstance(exc, NotImplementedError):
-        return (f"{exercise.function} still raises NotImplementedError() (the stub): replace the stub in its answer "
-                f"cell with your code and run that cell.")
+        return (
+            f"{exercise.function} still raises NotImplementedError() (the stub): replace the stub in its answer "
+            f"cell with your code and run that cell."
+        )
     message = str(exc)
-    if isinstance(exc, RuntimeError) and ("does not require grad" in message or "grad_fn" in message
-                                          or "backward" in message):
-        return (f"{text} {where}. The grader calls it as a training step would: under torch.no_grad(), on "
-                f"tensors that never saw backward(). A backward pass by hand needs neither autograd nor .grad: "
-                f"derive the gradient and compute it from the inputs.")
+    if isinstance(exc, RuntimeError) and (
+        "does not require grad" in message or "grad_fn" in message or "backward" in message
+    ):
+        return (
+            f"{text} {where}. The grader calls it as a training step would: under torch.no_grad(), on "
+            f"tensors that never saw backward(). A backward pass by hand needs neither autograd nor .grad: "
+            f"derive the gradient and compute it from the inputs."
+        )
     return f"{text} {where}."
 
 
@@ -344,8 +404,7 @@ def judge(exercise: Exercise, fn, case: Case, where: str, large: bool = False, p
     return _verdict(exercise, result, case, where, large, problem, fn)
 
 
-def _verdict(exercise: Exercise, result, case: Case, where: str, large: bool, problem: str | None,
-             fn=None) -> Verdict:
+def _verdict(exercise: Exercise, result, case: Case, where: str, large: bool, problem: str | None, fn=None) -> Verdict:
     want = expected(exercise.name, case)
     comparison = compare(result, want, f"`{exercise.name}`", context(exercise.name, case, large))
     if isinstance(result, torch.Tensor) and (result.requires_grad or result.grad_fn is not None):
@@ -354,8 +413,10 @@ def _verdict(exercise: Exercise, result, case: Case, where: str, large: bool, pr
         message = f"d{exercise.name} is wrong {where}: {comparison.hint}"
         check_shape = tuple(check_network().grads[exercise.name].shape)
         if isinstance(result, torch.Tensor) and tuple(result.shape) == check_shape != tuple(want.shape):
-            message += (f" It has the check network's shape {checks.fmt_shape(check_shape)}: does the function use the "
-                        f"notebook's sizes instead of its inputs' shapes?")
+            message += (
+                f" It has the check network's shape {checks.fmt_shape(check_shape)}: does the function use the "
+                f"notebook's sizes instead of its inputs' shapes?"
+            )
         if fn is not None and case is not check_network():
             message += _describe_sizes(fn)
         if problem:
@@ -399,8 +460,14 @@ def check(s: str, fn, **network) -> None:
     exercise = _exercise(s)
     net = Network(**network)
     print(f"a new network: {net.describe()}")
-    verdict = judge(exercise, fn, net.case(), f"on a new network ({net.describe()})", bool(net.max_logit),
-                    _problem(exercise, _history()))
+    verdict = judge(
+        exercise,
+        fn,
+        net.case(),
+        f"on a new network ({net.describe()})",
+        bool(net.max_logit),
+        _problem(exercise, _history()),
+    )
     print(checks.row(s, verdict.comparison, verdict.message if verdict.ok else "FAIL", verdict.note))
     if not verdict.ok:
         raise AssertionError(verdict.message)
@@ -418,8 +485,9 @@ def verify(s: str, fn, suite: str) -> None:
         if net is None:
             verdict = judge(exercise, fn, check_network(), "on the check network", problem=problem)
         else:
-            verdict = judge(exercise, fn, net.case(), f"on a new network ({net.describe()})", bool(net.max_logit),
-                            problem)
+            verdict = judge(
+                exercise, fn, net.case(), f"on a new network ({net.describe()})", bool(net.max_logit), problem
+            )
         if not verdict.ok:
             if net is not None and judge(exercise, fn, check_network(), "", problem=problem).ok:
                 verdict.message += f" ({exercise.function} is right on the check network.)"

@@ -71,7 +71,9 @@ def forbidden(node: ast.AST) -> str | None:
         elif isinstance(sub, ast.Name) and sub.id in ("autograd", "functorch"):
             why = f"uses {sub.id}"
         elif isinstance(sub, (ast.Import, ast.ImportFrom)):
-            modules = [a.name for a in sub.names] + ([sub.module] if isinstance(sub, ast.ImportFrom) and sub.module else [])
+            modules = [a.name for a in sub.names] + (
+                [sub.module] if isinstance(sub, ast.ImportFrom) and sub.module else []
+            )
             if any(_forbidden_module(m) for m in modules):
                 why = "imports torch.autograd or torch.func"
         elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name):
@@ -128,8 +130,12 @@ class Dataflow:
         if why:
             return why
         for sub in ast.walk(node):
-            if (isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id in self.derived
-                    and sub.id not in self.barriers):
+            if (
+                isinstance(sub, ast.Name)
+                and isinstance(sub.ctx, ast.Load)
+                and sub.id in self.derived
+                and sub.id not in self.barriers
+            ):
                 return f"`{_unparse(node)}` uses {sub.id}, which {self.derived[sub.id]}"
         return None
 
@@ -169,7 +175,7 @@ class Dataflow:
             self._block(stmt.body + stmt.orelse)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             whys = [self._why(item.context_expr) for item in stmt.items]
-            for item, why in zip(stmt.items, whys):
+            for item, why in zip(stmt.items, whys, strict=True):
                 if item.optional_vars is not None:
                     self._set(_names([item.optional_vars]), why, rebinds=True)
             self._block(stmt.body)
@@ -241,8 +247,10 @@ def problem(names, history, barriers=()) -> str | None:
     for name in names:
         why = flow.derived.get(name)
         if why:
-            return (f"{name} comes from autograd: {why}. Answers must not call backward(), read .grad "
-                    f"or use torch.autograd; derive the gradient by hand.")
+            return (
+                f"{name} comes from autograd: {why}. Answers must not call backward(), read .grad "
+                f"or use torch.autograd; derive the gradient by hand."
+            )
     return None
 
 
@@ -260,6 +268,8 @@ def kernel_history() -> list[str] | None:
         return None
     history = list(shell.history_manager.input_hist_raw)
     if len(history) < shell.execution_count:
-        raise RuntimeError("the kernel's input history was cleared, so the answers cannot be checked "
-                           "for autograd: restart the kernel and run the notebook from the top")
+        raise RuntimeError(
+            "the kernel's input history was cleared, so the answers cannot be checked "
+            "for autograd: restart the kernel and run the notebook from the top"
+        )
     return history

@@ -16,9 +16,11 @@ def stub_hint(name: str) -> str | None:
     where = _EXPECTED.get(name)
     if where is None:
         return None
-    return (f"Hint: `{name}` is not defined yet. {where} still raises NotImplementedError() (the stub), "
-            f"or stopped before it assigned `{name}`: replace the stub with your code and run that cell "
-            f"before this check.")
+    return (
+        f"Hint: `{name}` is not defined yet. {where} still raises NotImplementedError() (the stub), "
+        f"or stopped before it assigned `{name}`: replace the stub with your code and run that cell "
+        f"before this check."
+    )
 
 
 def _handler(shell, etype, value, tb, tb_offset=None):

@@ -62,8 +62,9 @@ def execute(nb, cwd: Path, timeout: int = 900) -> nbformat.NotebookNode:
     os.environ.clear()
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                       resources={"metadata": {"path": str(cwd)}}).execute()
+        NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)

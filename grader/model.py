@@ -9,8 +9,8 @@ here knows a gradient formula: every gradient the grader uses comes from ``torch
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -158,7 +158,7 @@ def forward_case(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Te
         values = run(ops, leaves)
         names = [k for k in values if k != "loss"]
         grads = torch.autograd.grad(values["loss"], [values[k] for k in names])
-    grads = dict(zip(names, grads))
+    grads = dict(zip(names, grads, strict=True))
     grads["loss"] = torch.tensor(1.0)
     return Case(ops, Xb.clone(), Yb.clone(), {k: v.detach() for k, v in values.items()}, grads)
 
@@ -174,9 +174,18 @@ def check_case(dataset=None) -> Case:
     return forward_case(params, Xb, Yb)
 
 
-def random_case(seed: int, batch_size: int = 32, n_embd: int = 10, n_hidden: int = 64, vocab_size: int = 27,
-                block_size: int = 3, X: torch.Tensor | None = None, Y: torch.Tensor | None = None,
-                max_logit: float | None = None, dtype: torch.dtype = torch.float32) -> Case:
+def random_case(
+    seed: int,
+    batch_size: int = 32,
+    n_embd: int = 10,
+    n_hidden: int = 64,
+    vocab_size: int = 27,
+    block_size: int = 3,
+    X: torch.Tensor | None = None,
+    Y: torch.Tensor | None = None,
+    max_logit: float | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Case:
     """A fresh network of any size and a batch for it, from ``seed``: for hidden tests on new shapes.
 
     The batch is drawn from ``X``/``Y`` (a real data split) when given, else uniformly from the

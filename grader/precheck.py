@@ -86,7 +86,9 @@ def reaches(source: str) -> list[str]:
             elif node.id in REACHING and node.id != "cmp":
                 name = node.id
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            modules = [a.name for a in node.names] + (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            )
             name = next((m.split(".")[0] for m in modules if m.split(".")[0] in REACHING), None)
         elif isinstance(node, (ast.FunctionDef, ast.Lambda)) and getattr(node, "name", None) == "cmp":
             name = "cmp"
@@ -123,8 +125,10 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
             continue
         if gid in seen:
             del cell.metadata["nbgrader"]
-            report.repairs.append(f"{name}: grade id {gid!r} appears twice: the copy became an ordinary cell "
-                                  f"(nbgrader would stop the whole class on it)")
+            report.repairs.append(
+                f"{name}: grade id {gid!r} appears twice: the copy became an ordinary cell "
+                f"(nbgrader would stop the whole class on it)"
+            )
             continue
         seen.add(gid)
         want = source_cells[gid].cell_type

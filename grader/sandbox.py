@@ -43,8 +43,13 @@ def _needed_under_tmp() -> list[str]:
     """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there): the
     Python installation, this package's checkout, the data set named by BACKPROP_NINJA_NAMES."""
     tmp = Path("/tmp").resolve()
-    needed = [sys.prefix, sys.base_prefix, sys.exec_prefix, Path(__file__).resolve().parent.parent,
-              os.environ.get("BACKPROP_NINJA_NAMES") or ""]
+    needed = [
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        Path(__file__).resolve().parent.parent,
+        os.environ.get("BACKPROP_NINJA_NAMES") or "",
+    ]
     out: list[Path] = []
     for path in sorted((Path(p).resolve() for p in needed if p and Path(p).exists()), key=lambda p: len(p.parts)):
         if tmp in path.parents and not any(o == path or o in path.parents for o in out):
@@ -54,8 +59,20 @@ def _needed_under_tmp() -> list[str]:
 
 def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[str]:
     """bwrap's arguments (without the command) for the rules of the module docstring."""
-    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--unshare-all", "--die-with-parent"]
+    args = [
+        "bwrap",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-all",
+        "--die-with-parent",
+    ]
     for path in _needed_under_tmp():  # the private /tmp must not hide Python, the grader or the data
         args += ["--ro-bind", path, path]
     readonly = []
@@ -74,9 +91,18 @@ def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[
     return args
 
 
-def kernelspec(dest: Path, *, sandbox: bool, memory_bytes: int, writable: list[Path], hidden: list[Path],
-               runtime: Path, python: str = sys.executable, zygote: list[str] | None = None,
-               env: dict[str, str] | None = None) -> Path:
+def kernelspec(
+    dest: Path,
+    *,
+    sandbox: bool,
+    memory_bytes: int,
+    writable: list[Path],
+    hidden: list[Path],
+    runtime: Path,
+    python: str = sys.executable,
+    zygote: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Path:
     """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
     ``env``: more environment for the kernel (over the defaults below).
 
@@ -101,9 +127,13 @@ def kernelspec(dest: Path, *, sandbox: bool, memory_bytes: int, writable: list[P
     else:
         argv = [python, "-m", "grader.zygote", "connect", socket_path, "--", *kernel_args]
         (folder / "zygote.json").write_text(json.dumps({"argv": limited, "socket": socket_path}, indent=1))
-    spec = {"argv": argv, "display_name": "Python 3 (sandboxed grading)", "language": "python",
-            "interrupt_mode": "message",  # a signal cannot cross bwrap's PID namespace; a message can
-            "env": env}
+    spec = {
+        "argv": argv,
+        "display_name": "Python 3 (sandboxed grading)",
+        "language": "python",
+        "interrupt_mode": "message",  # a signal cannot cross bwrap's PID namespace; a message can
+        "env": env,
+    }
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder
 
@@ -115,9 +145,11 @@ def probe(timeout: float = 30) -> None:
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        raise SandboxError("bubblewrap is not installed (no `bwrap` on PATH): install Debian's package "
-                           "`bubblewrap` (apt-get install bubblewrap), or pass --no-sandbox to grade "
-                           "without one (students' code then runs with your permissions)")
+        raise SandboxError(
+            "bubblewrap is not installed (no `bwrap` on PATH): install Debian's package "
+            "`bubblewrap` (apt-get install bubblewrap), or pass --no-sandbox to grade "
+            "without one (students' code then runs with your permissions)"
+        )
     with tempfile.TemporaryDirectory(prefix="bn-probe-") as tmp:
         tmp = Path(tmp)
         (tmp / "w").mkdir()
@@ -125,30 +157,34 @@ def probe(timeout: float = 30) -> None:
         (tmp / "hidden" / "secret").write_text("secret")
         (tmp / "run").mkdir()
         outside = [tmp / "outside", Path(sys.prefix) / f".bn-probe-{os.getpid()}"]
-        code = ("import os, socket\n"
-                f"paths = {[str(p) for p in outside]!r}\n"
-                f"open({str(tmp / 'w' / 'ok')!r}, 'w').write('ok')\n"
-                f"print('hidden' if os.listdir({str(tmp / 'hidden')!r}) else 'no-hidden')\n"
-                "for path in paths:\n"
-                "    try:\n"
-                "        open(path, 'w').write('escaped')\n"
-                "    except OSError:\n"
-                "        pass\n"
-                "try:\n"
-                "    socket.create_connection(('127.0.0.1', 9), timeout=2)\n"
-                "    print('net')\n"
-                "except OSError:\n"
-                "    print('no-net')\n")
+        code = (
+            "import os, socket\n"
+            f"paths = {[str(p) for p in outside]!r}\n"
+            f"open({str(tmp / 'w' / 'ok')!r}, 'w').write('ok')\n"
+            f"print('hidden' if os.listdir({str(tmp / 'hidden')!r}) else 'no-hidden')\n"
+            "for path in paths:\n"
+            "    try:\n"
+            "        open(path, 'w').write('escaped')\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "try:\n"
+            "    socket.create_connection(('127.0.0.1', 9), timeout=2)\n"
+            "    print('net')\n"
+            "except OSError:\n"
+            "    print('no-net')\n"
+        )
         cmd = bwrap_args([tmp / "w"], [tmp / "hidden"], tmp / "run") + [sys.executable, "-c", code]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise SandboxError(f"bwrap did not start a sandbox within {timeout:.0f} s")
+            raise SandboxError(f"bwrap did not start a sandbox within {timeout:.0f} s") from None
         if proc.returncode != 0:
-            raise SandboxError(f"bwrap cannot create a sandbox here (exit {proc.returncode}): "
-                               f"{proc.stderr.strip() or proc.stdout.strip()}. Unprivileged user namespaces "
-                               "may be disabled (sysctl kernel.unprivileged_userns_clone=1), or run "
-                               "with --no-sandbox")
+            raise SandboxError(
+                f"bwrap cannot create a sandbox here (exit {proc.returncode}): "
+                f"{proc.stderr.strip() or proc.stdout.strip()}. Unprivileged user namespaces "
+                "may be disabled (sysctl kernel.unprivileged_userns_clone=1), or run "
+                "with --no-sandbox"
+            )
         seen = proc.stdout.split()
         for path in outside:
             if path.exists():
@@ -156,8 +192,11 @@ def probe(timeout: float = 30) -> None:
                 seen.append("outside-writable")
         if not (tmp / "w" / "ok").is_file():
             raise SandboxError("bwrap started, but the sandbox could not write its scratch folder")
-        for bad, why in [("outside-writable", "could write outside its scratch folder"),
-                         ("hidden", "could read a hidden folder"), ("net", "could reach 127.0.0.1")]:
+        for bad, why in [
+            ("outside-writable", "could write outside its scratch folder"),
+            ("hidden", "could read a hidden folder"),
+            ("net", "could reach 127.0.0.1"),
+        ]:
             if bad in seen:
                 raise SandboxError(f"bwrap started, but the sandbox {why}")
 
@@ -178,7 +217,7 @@ def main(argv=None) -> int:
     """``python -m grader.sandbox --memory BYTES -- COMMAND...``: set the limits, then exec COMMAND."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--")
-    options, command = argv[:split], argv[split + 1:]
+    options, command = argv[:split], argv[split + 1 :]
     memory = int(options[options.index("--memory") + 1]) if "--memory" in options else 0
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))

@@ -102,10 +102,14 @@ def limits(environ=None) -> dict[str, float]:
 def describe_mode(max_steps: int, environ=None) -> str:
     reason = grading_reason(environ)
     if reason:
-        return (f"grading mode ({reason}): {max_steps:,} steps; the trained network must reach train loss "
-                f"<= {GRADING_LIMITS['train']} and val loss <= {GRADING_LIMITS['val']}")
-    return (f"the full run: {max_steps:,} steps; the trained network must reach train loss <= {FULL_LIMITS['train']} "
-            f"and val loss <= {FULL_LIMITS['val']}")
+        return (
+            f"grading mode ({reason}): {max_steps:,} steps; the trained network must reach train loss "
+            f"<= {GRADING_LIMITS['train']} and val loss <= {GRADING_LIMITS['val']}"
+        )
+    return (
+        f"the full run: {max_steps:,} steps; the trained network must reach train loss <= {FULL_LIMITS['train']} "
+        f"and val loss <= {FULL_LIMITS['val']}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,8 +185,10 @@ def first_batch() -> Case:
     return forward_case(p, Xb, Yb)
 
 
-FIRST_BATCH = (f"the training network ({N_EMBD}-dimensional embeddings, {N_HIDDEN} hidden units, seed {SEED}) "
-               f"at its initialization, on the training loop's first batch of {BATCH_SIZE}")
+FIRST_BATCH = (
+    f"the training network ({N_EMBD}-dimensional embeddings, {N_HIDDEN} hidden units, seed {SEED}) "
+    f"at its initialization, on the training loop's first batch of {BATCH_SIZE}"
+)
 
 # ---------------------------------------------------------------------------------------------
 # The backward checker
@@ -195,10 +201,12 @@ RETURNS = ", ".join(f"d{k}" for k in PARAM_NAMES)
 # The hidden tests' networks, besides the training network's first batch: other batch sizes (odd
 # ones, and 3), vocabularies, hidden sizes, embedding sizes and context lengths, and new seeds. Each
 # batch repeats characters, so an embedding gradient that drops repeated indices fails on every one.
-HIDDEN = (Network(4001, batch_size=7, vocab_size=13, n_hidden=20),
-          Network(4002, batch_size=50, vocab_size=40, n_hidden=100, n_embd=6, block_size=4),
-          Network(4003, batch_size=33, n_hidden=200),
-          Network(4004, batch_size=3, vocab_size=9, n_hidden=16))
+HIDDEN = (
+    Network(4001, batch_size=7, vocab_size=13, n_hidden=20),
+    Network(4002, batch_size=50, vocab_size=40, n_hidden=100, n_embd=6, block_size=4),
+    Network(4003, batch_size=33, n_hidden=200),
+    Network(4004, batch_size=3, vocab_size=9, n_hidden=16),
+)
 
 
 @functools.cache
@@ -232,9 +240,11 @@ def call(fn, case: Case, where: str) -> tuple[dict | None, str]:
         sizes = fused._describe_sizes(fn) if case is not first_batch() else ""
         return None, fused._raised(EXERCISE, exc, where) + sizes
     if not isinstance(out, (tuple, list)) or len(out) != len(PARAM_NAMES):
-        return None, (f"{FUNCTION} must return the seven gradients {RETURNS}, in that order (a tuple); "
-                      f"it returned {_describe(out)}.")
-    return dict(zip(PARAM_NAMES, out)), ""
+        return None, (
+            f"{FUNCTION} must return the seven gradients {RETURNS}, in that order (a tuple); "
+            f"it returned {_describe(out)}."
+        )
+    return dict(zip(PARAM_NAMES, out, strict=True)), ""
 
 
 def _repeated_index_hint(case: Case):
@@ -246,9 +256,11 @@ def _repeated_index_hint(case: Case):
             return None
         bad = ((a - b).abs() > max(checks.ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
         if bad.any() and bool((counts[bad] > 1).all()):
-            return (f"only the rows of characters that occur more than once in Xb are wrong ({int(bad.sum())} rows). "
-                    f"An indexed `+=` such as dC[Xb] += demb applies each repeated index once (the last write "
-                    f"wins), so the gradients of a repeated character do not add up: use index_add_.")
+            return (
+                f"only the rows of characters that occur more than once in Xb are wrong ({int(bad.sum())} rows). "
+                f"An indexed `+=` such as dC[Xb] += demb applies each repeated index once (the last write "
+                f"wins), so the gradients of a repeated character do not add up: use index_add_."
+            )
         return None
 
     return diagnose
@@ -268,13 +280,21 @@ def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None
     if not comparison.ok:
         message = f"d{name} is wrong {where}: {comparison.hint}"
         if isinstance(result, torch.Tensor) and tuple(result.shape) != tuple(want.shape):
-            message += (f" A parameter's gradient has exactly its parameter's shape: the training loop updates "
-                        f"{name} in place with it (`{name}.add_(d{name}, alpha=-lr)`), which a gradient of another "
-                        f"shape crashes or silently broadcasts.")
-        swapped = [k for k in PARAM_NAMES if k != name and isinstance(result, torch.Tensor)
-                   and tuple(result.shape) == tuple(case.grads[k].shape) and checks._close(result.detach(), case.grads[k])]
+            message += (
+                f" A parameter's gradient has exactly its parameter's shape: the training loop updates "
+                f"{name} in place with it (`{name}.add_(d{name}, alpha=-lr)`), which a gradient of another "
+                f"shape crashes or silently broadcasts."
+            )
+        swapped = [
+            k
+            for k in PARAM_NAMES
+            if k != name
+            and isinstance(result, torch.Tensor)
+            and tuple(result.shape) == tuple(case.grads[k].shape)
+            and checks._close(result.detach(), case.grads[k])
+        ]
         if swapped:
-            message += (f" It is the gradient of {swapped[0]}: {FUNCTION} must return {RETURNS} in this order.")
+            message += f" It is the gradient of {swapped[0]}: {FUNCTION} must return {RETURNS} in this order."
         if fn is not None and case is not first_batch():
             message += fused._describe_sizes(fn)
         if problem:
@@ -331,7 +351,9 @@ def check(s: str, fn, **network) -> None:
 
 
 def verify(s: str, fn) -> None:
-    """The hidden test: ``fn``'s gradient of ``s`` on the first batch and on every network of HIDDEN; silent on success."""
+    """The hidden test: ``fn``'s gradient of ``s`` on the first batch and on every network of HIDDEN.
+
+    Silent on success."""
     name = _name(s)
     problem = _problem(_history())
     verdict = judge(name, fn, first_batch(), "on the first batch of the training network", problem)
@@ -372,7 +394,7 @@ _last: list = []  # the last parameters judged and their losses: the visible and
 
 
 def _losses(parameters) -> dict[str, float]:
-    if _last and all(torch.equal(p.detach(), q) for p, q in zip(parameters, _last[0])):
+    if _last and all(torch.equal(p.detach(), q) for p, q in zip(parameters, _last[0], strict=True)):
         return dict(_last[1])
     losses = split_losses(parameters)
     _last[:] = [[p.detach().clone() for p in parameters], losses]
@@ -394,24 +416,41 @@ class ModelVerdict:
 def judge_model(parameters, environ=None) -> ModelVerdict:
     """Recompute the trained network's losses from ``parameters`` and compare them with the mode's limits."""
     if not isinstance(parameters, (list, tuple)) or len(parameters) != len(PARAM_NAMES):
-        return ModelVerdict(False, f"parameters must be the list [{', '.join(PARAM_NAMES)}]; it is {_describe(parameters)}.")
+        return ModelVerdict(
+            False, f"parameters must be the list [{', '.join(PARAM_NAMES)}]; it is {_describe(parameters)}."
+        )
     initial = initial_parameters()
-    for name, p, p0 in zip(PARAM_NAMES, parameters, initial):
+    for name, p, p0 in zip(PARAM_NAMES, parameters, initial, strict=True):
         if not isinstance(p, torch.Tensor) or not p.is_floating_point():
             return ModelVerdict(False, f"{name} in parameters is {_describe(p)}, not a float tensor.")
         if tuple(p.shape) != tuple(p0.shape):
-            return ModelVerdict(False, (f"{name} has shape {checks.fmt_shape(p.shape)}, but the network's {name} has "
-                                        f"shape {checks.fmt_shape(p0.shape)}: a gradient of the wrong shape changed it "
-                                        f"(or it was rebuilt). Re-run the notebook from the top."))
-    bad = [name for name, p in zip(PARAM_NAMES, parameters) if not bool(torch.isfinite(p).all())]
+            return ModelVerdict(
+                False,
+                (
+                    f"{name} has shape {checks.fmt_shape(p.shape)}, but the network's {name} has "
+                    f"shape {checks.fmt_shape(p0.shape)}: a gradient of the wrong shape changed it "
+                    f"(or it was rebuilt). Re-run the notebook from the top."
+                ),
+            )
+    bad = [name for name, p in zip(PARAM_NAMES, parameters, strict=True) if not bool(torch.isfinite(p).all())]
     if bad:
-        return ModelVerdict(False, (f"the trained network's {', '.join(bad)} contain NaN or inf: training diverged. "
-                                    f"The learning rate is too large, or a gradient has the wrong sign or size "
-                                    f"(the checks before training say which)."))
-    if all(torch.equal(p.detach(), p0) for p, p0 in zip(parameters, initial)):
-        return ModelVerdict(False, ("the parameters are still their initial values: the training cell did not run, or "
-                                    "stopped at its first step (an error in it, or in manual_backward)."),
-                            _initial_losses())
+        return ModelVerdict(
+            False,
+            (
+                f"the trained network's {', '.join(bad)} contain NaN or inf: training diverged. "
+                f"The learning rate is too large, or a gradient has the wrong sign or size "
+                f"(the checks before training say which)."
+            ),
+        )
+    if all(torch.equal(p.detach(), p0) for p, p0 in zip(parameters, initial, strict=True)):
+        return ModelVerdict(
+            False,
+            (
+                "the parameters are still their initial values: the training cell did not run, or "
+                "stopped at its first step (an error in it, or in manual_backward)."
+            ),
+            _initial_losses(),
+        )
     losses = _losses(parameters)
     limit = limits(environ)
     shown = ", ".join(f"{k} loss {v:.4f} (limit {limit[k]})" for k, v in losses.items())
@@ -422,15 +461,20 @@ def judge_model(parameters, environ=None) -> ModelVerdict:
     if not all(math.isfinite(v) for v in losses.values()):
         message += " A loss of NaN or inf: training diverged (a learning rate too large?)."
     elif losses["train"] > _initial_losses()["train"] + 0.1:
-        message += (f" That is worse than the untrained network ({_initial_losses()['train']:.2f}): training diverged. "
-                    f"The learning rate is too large, or a gradient has the wrong sign or size (the checks before "
-                    f"training say which).")
+        message += (
+            f" That is worse than the untrained network ({_initial_losses()['train']:.2f}): training diverged. "
+            f"The learning rate is too large, or a gradient has the wrong sign or size (the checks before "
+            f"training say which)."
+        )
     elif losses["train"] >= _initial_losses()["train"] - 0.3:
-        message += (f" That is about the untrained network's train loss ({_initial_losses()['train']:.2f}): it has "
-                    f"not learned. Did the training cell run to the end without an error?")
+        message += (
+            f" That is about the untrained network's train loss ({_initial_losses()['train']:.2f}): it has "
+            f"not learned. Did the training cell run to the end without an error?"
+        )
     else:
-        message += (" Are all seven gradients right (the checks before training), and did the training cell run "
-                    "all its steps?")
+        message += (
+            " Are all seven gradients right (the checks before training), and did the training cell run all its steps?"
+        )
     if grading_mode(environ):
         message += f" ({describe_mode(GRADING_STEPS, environ)}.)"
     return ModelVerdict(False, message, losses)
@@ -502,13 +546,20 @@ def calibrate(seeds: int = 8, steps: int = GRADING_STEPS, out=sys.stdout) -> dic
         losses = split_losses(train(seed, steps))
         for k in measured:
             measured[k].append(losses[k])
-        print(f"seed {seed:>10d}: train {losses['train']:.4f}  val {losses['val']:.4f}  "
-              f"({time.perf_counter() - start:.1f} s)", file=out, flush=True)
+        print(
+            f"seed {seed:>10d}: train {losses['train']:.4f}  val {losses['val']:.4f}  "
+            f"({time.perf_counter() - start:.1f} s)",
+            file=out,
+            flush=True,
+        )
     for k, values in measured.items():
         worst, spread = max(values), max(values) - min(values)
         suggested = math.ceil((worst + spread) * 100) / 100
-        print(f"{k:5s}: notebook seed {values[0]:.4f}, {min(values):.4f} .. {worst:.4f} (spread {spread:.4f}); "
-              f"suggested limit {suggested:.2f}, in use {GRADING_LIMITS[k]}", file=out)
+        print(
+            f"{k:5s}: notebook seed {values[0]:.4f}, {min(values):.4f} .. {worst:.4f} (spread {spread:.4f}); "
+            f"suggested limit {suggested:.2f}, in use {GRADING_LIMITS[k]}",
+            file=out,
+        )
     return measured
 
 

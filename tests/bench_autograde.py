@@ -29,8 +29,11 @@ def main() -> int:
     ap.add_argument("--students", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-sandbox", action="store_true")
-    ap.add_argument("--fresh-kernels", action="store_true",
-                    help="also time the class command with --fresh-kernels (a new Python per kernel, no zygote)")
+    ap.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="also time the class command with --fresh-kernels (a new Python per kernel, no zygote)",
+    )
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bn-bench-"))
     try:
@@ -51,9 +54,23 @@ def main() -> int:
         runs = [("", mine)] + ([("--fresh-kernels", fresh)] if args.fresh_kernels else [])
         seconds = {}
         for flag, folder in runs:
-            cmd = [sys.executable, "-m", "grader", "autograde", course.ASSIGNMENT, str(folder / "submitted"),
-                   "--course", str(folder), "--out", str(root / f"out{flag}"), "--workers", str(args.workers),
-                   "--no-progress", *([flag] if flag else []), *(["--no-sandbox"] if args.no_sandbox else [])]
+            cmd = [
+                sys.executable,
+                "-m",
+                "grader",
+                "autograde",
+                course.ASSIGNMENT,
+                str(folder / "submitted"),
+                "--course",
+                str(folder),
+                "--out",
+                str(root / f"out{flag}"),
+                "--workers",
+                str(args.workers),
+                "--no-progress",
+                *([flag] if flag else []),
+                *(["--no-sandbox"] if args.no_sandbox else []),
+            ]
             t0 = time.monotonic()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env())
             seconds[flag] = time.monotonic() - t0
@@ -71,8 +88,10 @@ def main() -> int:
         print(f"plain nbgrader autograde (serial):            {serial:7.1f} s  {serial / n:5.1f} s per submission")
         for flag, _ in runs:
             label = f"python -m grader autograde ({how}{', ' + flag if flag else ''}):"
-            print(f"{label:<46}{seconds[flag]:7.1f} s  {seconds[flag] / n:5.1f} s per submission  "
-                  f"speed-up {serial / seconds[flag]:.2f}x")
+            print(
+                f"{label:<46}{seconds[flag]:7.1f} s  {seconds[flag] / n:5.1f} s per submission  "
+                f"speed-up {serial / seconds[flag]:.2f}x"
+            )
         print("(the class command's times include prechecks, feedback pages, export and summary)")
         print(f"same scores: {same}")
         return 0 if same else 1

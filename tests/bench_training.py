@@ -44,11 +44,19 @@ def reference_backward():
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     load = os.getloadavg()
-    return (f"{os.cpu_count()} cores (nproc), {model}; torch {torch.__version__}, {torch.get_num_threads()} thread; "
-            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return (
+        f"{os.cpu_count()} cores (nproc), {model}; torch {torch.__version__}, {torch.get_num_threads()} thread; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
 
 
 def fresh():
@@ -64,7 +72,7 @@ def lecture_step(params, Xb, Yb, lr, timer):
     hprebn = embcat @ W1 + b1
     bnmean = hprebn.mean(0, keepdim=True)
     bnvar = hprebn.var(0, keepdim=True, unbiased=True)
-    bnvar_inv = (bnvar + 1e-5)**-0.5
+    bnvar_inv = (bnvar + 1e-5) ** -0.5
     bnraw = (hprebn - bnmean) * bnvar_inv
     hpreact = bngain * bnraw + bnbias
     h = torch.tanh(hpreact)
@@ -80,7 +88,9 @@ def lecture_step(params, Xb, Yb, lr, timer):
     dhpreact = (1.0 - h**2) * dh
     dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
     dbnbias = dhpreact.sum(0, keepdim=True)
-    dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))
+    dhprebn = (
+        bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    )
     dembcat = dhprebn @ W1.T
     dW1 = embcat.T @ dhprebn
     db1 = dhprebn.sum(0)
@@ -92,7 +102,7 @@ def lecture_step(params, Xb, Yb, lr, timer):
             dC[ix] += demb[k, j]
     grads = [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
     timer[0] += time.perf_counter() - t
-    for p, grad in zip(params, grads):
+    for p, grad in zip(params, grads, strict=True):
         p.data += -lr * grad
     return loss
 
@@ -106,8 +116,8 @@ def notebook_forward(params, Xb, Yb):
     hprebn = embcat @ W1 + b1
     bnmean = hprebn.mean(0, keepdim=True)
     bndiff = hprebn - bnmean
-    bnvar = 1/(n-1)*(bndiff**2).sum(0, keepdim=True)
-    bnvar_inv = (bnvar + 1e-5)**-0.5
+    bnvar = 1 / (n - 1) * (bndiff**2).sum(0, keepdim=True)
+    bnvar_inv = (bnvar + 1e-5) ** -0.5
     bnraw = bndiff * bnvar_inv
     hpreact = bngain * bnraw + bnbias
     h = torch.tanh(hpreact)
@@ -122,9 +132,10 @@ def reference_step(manual_backward):
         t = time.perf_counter()
         grads = manual_backward(*inputs)
         timer[0] += time.perf_counter() - t
-        for p, grad in zip(params, grads):
+        for p, grad in zip(params, grads, strict=True):
             p.add_(grad, alpha=-lr)
         return loss
+
     return step
 
 
@@ -161,8 +172,10 @@ def bench(steps: int, rounds: int) -> dict[str, tuple[float, float]]:
             if name not in best or total < best[name][0]:
                 best[name] = (total, backward)
             finals[name] = loss.item()
-    print(f"last-batch loss after {steps} steps (the same run, three ways): "
-          + ", ".join(f"{k} {v:.4f}" for k, v in finals.items()))
+    print(
+        f"last-batch loss after {steps} steps (the same run, three ways): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in finals.items())
+    )
     return best
 
 
@@ -186,8 +199,10 @@ def full_run() -> bool:
     wall = time.perf_counter() - start
     losses = training.split_losses(params)
     ok = wall < 120 and losses["train"] <= 2.09 and losses["val"] <= 2.13
-    print(f"full run: {training.FULL_STEPS:,} steps in {wall:.1f} s ({wall / training.FULL_STEPS * 1e6:.0f} us/step); "
-          f"train {losses['train']:.4f}, val {losses['val']:.4f} (limits 2.09 / 2.13, 120 s): {'PASS' if ok else 'FAIL'}")
+    print(
+        f"full run: {training.FULL_STEPS:,} steps in {wall:.1f} s ({wall / training.FULL_STEPS * 1e6:.0f} us/step); "
+        f"train {losses['train']:.4f}, val {losses['val']:.4f} (limits 2.09 / 2.13, 120 s): {'PASS' if ok else 'FAIL'}"
+    )
     return ok
 
 
@@ -204,9 +219,13 @@ def main(argv=None) -> int:
     for name, (total, backward) in best.items():
         print(f"{name:10s} {total:9.0f} {backward:12.0f}")
     ref, lec, auto = best["reference"][0], best["lecture"][0], best["autograd"][0]
-    print(f"reference / autograd: {ref / auto:.2f} (must be < 1)   lecture / reference: {lec / ref:.2f}x (must be >= 2.5)")
-    print(f"backward only: reference / autograd {best['reference'][1] / best['autograd'][1]:.2f}, "
-          f"lecture / reference {best['lecture'][1] / best['reference'][1]:.2f}x")
+    print(
+        f"reference / autograd: {ref / auto:.2f} (must be < 1)   lecture / reference: {lec / ref:.2f}x (must be >= 2.5)"
+    )
+    print(
+        f"backward only: reference / autograd {best['reference'][1] / best['autograd'][1]:.2f}, "
+        f"lecture / reference {best['lecture'][1] / best['reference'][1]:.2f}x"
+    )
     ok = ref / auto < 1 and lec / ref >= 2.5
     if args.full:
         ok = full_run() and ok

@@ -2,13 +2,16 @@
 
 import pytest
 import torch
+from notebook_code import run_cells, student
 
 from grader import atomic, course
 from grader.atomic import ORDER, Reference, check, cmp, reference, table, verify
-from notebook_code import run_cells, student
 
-STUDENTS = [s for s in course.demo_class()
-            if s.base == "solution" and all(e["notebook"] == "01_atomic_backprop" for e in s.edits)]
+STUDENTS = [
+    s
+    for s in course.demo_class()
+    if s.base == "solution" and all(e["notebook"] == "01_atomic_backprop" for e in s.edits)
+]
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +52,8 @@ def test_error_carried_forward_names_the_root_mistake():
 
 def test_an_answer_that_matches_autograd_passes_even_with_a_wrong_upstream():
     fused = {  # dlogits derived in one go, as in Exercise 2, after a wrong dcounts
-        "notebook": "01_atomic_backprop", "cell": "answer_cross_entropy",
+        "notebook": "01_atomic_backprop",
+        "cell": "answer_cross_entropy",
         "append": "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n",
     }
     verdicts = judge(run_cells(edits=student("dcounts-not-accumulated").edits + [fused]))

@@ -47,8 +47,10 @@ def free_port() -> int:
 def lab_settings(folder: Path) -> Path:
     """JupyterLab user settings for a test: no news fetched (no network here), every cell in the DOM."""
     settings = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                            "checkForUpdates": False},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     }
     for name, value in settings.items():
@@ -68,10 +70,22 @@ def lab(tmp_path_factory):
     token = secrets.token_hex(16)
     port = free_port()
     env = course.tool_env()
-    env.update(JUPYTERLAB_SETTINGS_DIR=str(lab_settings(tmp / "settings")),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
-    args = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    env.update(
+        JUPYTERLAB_SETTINGS_DIR=str(lab_settings(tmp / "settings")),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args.append("--allow-root")  # CI containers run as root
     log = (tmp / "lab.log").open("w")
@@ -99,17 +113,27 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])  # Playwright gives every context a fresh, empty profile
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )  # Playwright gives every context a fresh, empty profile
         yield b
         b.close()
 
 
 @pytest.fixture
 def page(browser, lab):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  extra_http_headers={"Authorization": f"token {lab['token']}"})
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1000}, extra_http_headers={"Authorization": f"token {lab['token']}"}
+    )
     page = context.new_page()
     page.set_default_timeout(60_000)
     yield page
@@ -162,8 +186,9 @@ def test_reader_sees_the_loss_curve_in_the_answer_key_of_exercise_4(page, lab):
 
 
 def jupyter_list(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "jupyter", *args, "list"], env=course.tool_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter", *args, "list"], env=course.tool_env(), capture_output=True, text=True
+    )
     return re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # without the colours
 
 

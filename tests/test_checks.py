@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from notebook_code import run_cells
 
 from grader.atomic import reference
 from grader.checks import ATOL, RTOL, Context, batch_factors, compare
-from notebook_code import run_cells
 
 
 @pytest.fixture(scope="module")
@@ -226,4 +226,7 @@ def test_row_is_the_lecture_row(true):
     line = row("logits", compare(true["logits"], true["logits"]), "ok")
     assert line == "logits          | exact: True  | approximate: True  | maxdiff: 0       | ok"
     line = row("W2", compare(None, true["W2"]), "FAIL", note="a note")
-    assert line == f"W2              | exact: n/a   | approximate: False | maxdiff: n/a     | FAIL\n{'':15s}   note: a note"
+    assert (
+        line
+        == f"W2              | exact: n/a   | approximate: False | maxdiff: n/a     | FAIL\n{'':15s}   note: a note"
+    )

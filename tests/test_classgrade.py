@@ -22,12 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from grader import classgrade, course, sandbox
+from grader import classgrade, course
 
 NOTEBOOK = "01_atomic_backprop"
 KEEP = {"solution", "blank", "copies-grad", "edits-a-test-cell", "deletes-a-test-cell"}
-STUDENTS = [dataclasses.replace(s, notebooks=[NOTEBOOK]) for s in course.demo_class(sandbox_only=True)
-            if s.sandbox_only or s.id in KEEP]
+STUDENTS = [
+    dataclasses.replace(s, notebooks=[NOTEBOOK])
+    for s in course.demo_class(sandbox_only=True)
+    if s.sandbox_only or s.id in KEEP
+]
 pytestmark = pytest.mark.usefixtures("sandbox_required")  # every test here grades in the sandbox
 HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
 
@@ -46,8 +49,24 @@ def build(root: Path, students) -> tuple[Path, Path]:
 
 
 def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, **kw):
-    cmd = [sys.executable, "-m", "grader", "autograde", course.ASSIGNMENT, str(submitted), "--course", str(c),
-           "--out", str(out), "--workers", "2", "--cell-timeout", "20", "--no-progress", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "grader",
+        "autograde",
+        course.ASSIGNMENT,
+        str(submitted),
+        "--course",
+        str(c),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--cell-timeout",
+        "20",
+        "--no-progress",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env or course.tool_env(), timeout=1800, **kw)
 
 
@@ -74,9 +93,11 @@ class Server:
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("classgrade")
     c, submitted = build(root, STUDENTS)
-    before = {"gradebook": digest(c / "gradebook.db"),
-              "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
-              "grader": {p: digest(p) for p in Path(classgrade.__file__).parent.glob("*.py")}}
+    before = {
+        "gradebook": digest(c / "gradebook.db"),
+        "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
+        "grader": {p: digest(p) for p in Path(classgrade.__file__).parent.glob("*.py")},
+    }
     server = Server()
     env = course.tool_env()
     env["BN_DEMO_PORT"] = str(server.port)
@@ -130,7 +151,9 @@ def test_hostile_code_is_blocked_inside_its_sandbox(student, graded, scores):
     (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_cross_entropy"]
     printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
     assert "blocked:" in printed and "ESCAPED" not in printed  # ESCAPED: what each prints when its attack works
-    assert "blocked:" in _plain((root / "out" / "feedback" / student / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text())
+    assert "blocked:" in _plain(
+        (root / "out" / "feedback" / student / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
+    )
 
 
 def test_everything_else_is_intact(graded, scores):
@@ -171,19 +194,37 @@ def test_a_second_run_changes_nothing(graded, scores):
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert summary["graded_now"] == 0 and summary["skipped_already_graded"] == len(STUDENTS)
     again = course.scores(c)
-    assert {k: sorted((x.cell, x.score) for x in v) for k, v in again.items()} == \
-        {k: sorted((x.cell, x.score) for x in v) for k, v in scores.items()}
+    assert {k: sorted((x.cell, x.score) for x in v) for k, v in again.items()} == {
+        k: sorted((x.cell, x.score) for x in v) for k, v in scores.items()
+    }
 
 
 def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
-    few = [dataclasses.replace(s, notebooks=[NOTEBOOK]) for s in course.demo_class()
-           if s.id in ("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n")]
+    few = [
+        dataclasses.replace(s, notebooks=[NOTEBOOK])
+        for s in course.demo_class()
+        if s.id in ("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n")
+    ]
     c, submitted = build(tmp_path, few)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "grader", "autograde", course.ASSIGNMENT, str(submitted), "--course", str(c),
-           "--out", str(out), "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=course.tool_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "grader",
+        "autograde",
+        course.ASSIGNMENT,
+        str(submitted),
+        "--course",
+        str(c),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=course.tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ledger = out / "ledger.jsonl"
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and proc.poll() is None:
@@ -192,7 +233,7 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = [json.loads(l)["student"] for l in ledger.read_text().splitlines()]
+    done = [json.loads(line)["student"] for line in ledger.read_text().splitlines()]
     assert 1 <= len(done) < len(few)
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env(), timeout=1800)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -210,25 +251,72 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
 TINY_SOURCE = {
     "cells": [
         {"cell_type": "markdown", "metadata": {}, "source": "Write `square(x)`."},
-        {"cell_type": "code", "execution_count": None, "outputs": [], "id": "a1",
-         "metadata": {"nbgrader": {"grade": False, "grade_id": "square", "locked": False, "schema_version": 3,
-                                   "solution": True, "task": False}},
-         "source": "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION"},
-        {"cell_type": "code", "execution_count": None, "outputs": [], "id": "t1",
-         "metadata": {"nbgrader": {"grade": True, "grade_id": "test_square", "locked": True, "points": 2,
-                                   "schema_version": 3, "solution": False, "task": False}},
-         "source": "assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-4) == 16\n### END HIDDEN TESTS"},
-        {"cell_type": "code", "execution_count": None, "outputs": [], "id": "t2",
-         "metadata": {"nbgrader": {"grade": True, "grade_id": "test_square_zero", "locked": True, "points": 1,
-                                   "schema_version": 3, "solution": False, "task": False}},
-         "source": "assert square(0) == 0"},
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "outputs": [],
+            "id": "a1",
+            "metadata": {
+                "nbgrader": {
+                    "grade": False,
+                    "grade_id": "square",
+                    "locked": False,
+                    "schema_version": 3,
+                    "solution": True,
+                    "task": False,
+                }
+            },
+            "source": "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+        },
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "outputs": [],
+            "id": "t1",
+            "metadata": {
+                "nbgrader": {
+                    "grade": True,
+                    "grade_id": "test_square",
+                    "locked": True,
+                    "points": 2,
+                    "schema_version": 3,
+                    "solution": False,
+                    "task": False,
+                }
+            },
+            "source": "assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-4) == 16\n### END HIDDEN TESTS",
+        },
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "outputs": [],
+            "id": "t2",
+            "metadata": {
+                "nbgrader": {
+                    "grade": True,
+                    "grade_id": "test_square_zero",
+                    "locked": True,
+                    "points": 1,
+                    "schema_version": 3,
+                    "solution": False,
+                    "task": False,
+                }
+            },
+            "source": "assert square(0) == 0",
+        },
     ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                 "language_info": {"name": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
-TINY_ANSWERS = {"alice": "def square(x):\n    return x ** 2", "bob": "def square(x):\n    return 3 * x",
-                "carol": "def square(x):\n    return abs(x) * 3 if x > 0 else x * x"}
+TINY_ANSWERS = {
+    "alice": "def square(x):\n    return x ** 2",
+    "bob": "def square(x):\n    return 3 * x",
+    "carol": "def square(x):\n    return abs(x) * 3 if x > 0 else x * x",
+}
 
 
 def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
@@ -238,15 +326,35 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(mine, plain)
     course.nbgrader(plain, "autograde", "hw1")
-    proc = subprocess.run([sys.executable, "-m", "grader", "autograde", "hw1", str(mine / "submitted"),
-                           "--course", str(mine), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"],
-                          capture_output=True, text=True, env=course.tool_env(), timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "autograde",
+            "hw1",
+            str(mine / "submitted"),
+            "--course",
+            str(mine),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=course.tool_env(),
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def totals(root):
         with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-            return {s.student.id: {(nb.name, g.name): g.score for nb in s.notebooks for g in nb.grades}
-                    for s in gb.assignment_submissions("hw1")}
+            return {
+                s.student.id: {(nb.name, g.name): g.score for nb in s.notebooks for g in nb.grades}
+                for s in gb.assignment_submissions("hw1")
+            }
 
     expected = totals(plain)
     assert set(expected) == set(TINY_ANSWERS)
@@ -271,29 +379,57 @@ def make_tiny_course(root: Path, answers: dict[str, str]) -> Path:
 
 
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
-    c = make_tiny_course(tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"],
-                                              "stuck": "import time\nwhile True:\n    time.sleep(1)"})
+    c = make_tiny_course(
+        tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"], "stuck": "import time\nwhile True:\n    time.sleep(1)"}
+    )
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "grader", "autograde", "hw1", str(c / "submitted"), "--course", str(c),
-                           "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress",
-                           "--cell-timeout", "600", "--student-timeout", "45"],
-                          capture_output=True, text=True, env=course.tool_env(), timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "autograde",
+            "hw1",
+            str(c / "submitted"),
+            "--course",
+            str(c),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "2",
+            "--no-progress",
+            "--cell-timeout",
+            "600",
+            "--student-timeout",
+            "45",
+        ],
+        capture_output=True,
+        text=True,
+        env=course.tool_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert time.monotonic() - start < 300
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["totals"] == {"alice": 3.0, "stuck": 0.0}
     assert any("wall-clock limit" in why for why in summary["review"]["stuck"])
     assert any("need manual grading" in why for why in summary["review"]["stuck"])
-    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "out" / "work" / "students" / "stuck")],
-                              capture_output=True, text=True)
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "out" / "work" / "students" / "stuck")], capture_output=True, text=True
+    )
     assert leftover.stdout.strip() == ""  # the nbgrader process and its kernel are gone
 
 
 def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_path):
     """`make demo` (python -m grader demo --class-command): the demo class, with its broken and hostile students."""
     root = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "grader", "demo", "--class-command", "--check-release",
-                           "--course-dir", str(root)], capture_output=True, text=True, env=course.tool_env(), timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader", "demo", "--class-command", "--check-release", "--course-dir", str(root)],
+        capture_output=True,
+        text=True,
+        env=course.tool_env(),
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "NOT AS EXPECTED" not in proc.stdout
     demo = [s for s in course.demo_class(sandbox_only=True) if s.demo]

@@ -22,8 +22,14 @@ import pytest
 from grader import course
 
 NOTEBOOK = "01_atomic_backprop"
-IDS = ("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n", "bessel-n-not-n-minus-1",
-       "dcounts-not-accumulated")
+IDS = (
+    "solution",
+    "blank",
+    "dW2-transposed",
+    "dlogprobs-without-1-over-n",
+    "bessel-n-not-n-minus-1",
+    "dcounts-not-accumulated",
+)
 
 
 def postgres_bin() -> Path:
@@ -50,24 +56,34 @@ def pg_url():
     os.chmod(data, 0o700)
     if os.geteuid() == 0:
         shutil.chown(data, "nobody", "nogroup")
-    subprocess.run(as_user([str(bindir / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        as_user([str(bindir / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust"]),
+        check=True,
+        capture_output=True,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(as_user([str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-                                       "-p", str(port), "-k", str(data)]),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        as_user([str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(data)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
-            ready = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True)
+            ready = subprocess.run(
+                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            )
             if ready.returncode == 0:
                 break
             time.sleep(0.2)
         else:
             pytest.fail("PostgreSQL did not start")
-        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "grader", "gradebook"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "grader", "gradebook"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://grader@127.0.0.1:{port}/gradebook"
     finally:
         server.terminate()
@@ -90,11 +106,35 @@ def test_two_shards_fill_one_postgresql_gradebook(tmp_path, pg_url):
     course.generate_release(c)
     for s in students:
         course.make_submission(c, s)
-    procs = [subprocess.Popen([sys.executable, "-m", "grader", "autograde", course.ASSIGNMENT, str(c / "submitted"),
-                               "--course", str(c), "--out", str(tmp_path / f"out{i}"), "--db-url", pg_url,
-                               "--shard", f"{i}/2", "--workers", "1", "--no-progress", *extra],
-                              env=course.tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "grader",
+                "autograde",
+                course.ASSIGNMENT,
+                str(c / "submitted"),
+                "--course",
+                str(c),
+                "--out",
+                str(tmp_path / f"out{i}"),
+                "--db-url",
+                pg_url,
+                "--shard",
+                f"{i}/2",
+                "--workers",
+                "1",
+                "--no-progress",
+                *extra,
+            ],
+            env=course.tool_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
     outputs = [p.communicate(timeout=1800)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     graded = [len((tmp_path / f"out{i}" / "ledger.jsonl").read_text().splitlines()) for i in (1, 2)]
@@ -102,14 +142,19 @@ def test_two_shards_fill_one_postgresql_gradebook(tmp_path, pg_url):
 
     from nbgrader.api import Gradebook
 
-    with Gradebook(pg_url.replace("postgresql://", "postgresql+psycopg2://")) as gb:  # SQLAlchemy 2.1 defaults to psycopg 3
+    with Gradebook(
+        pg_url.replace("postgresql://", "postgresql+psycopg2://")
+    ) as gb:  # SQLAlchemy 2.1 defaults to psycopg 3
         submissions = gb.assignment_submissions(course.ASSIGNMENT)
         ids = [sub.student.id for sub in submissions]
         assert sorted(ids) == sorted(s.id for s in students)  # every student exactly once
         by_id = {sub.student.id: sub for sub in submissions}
         for s in students:
-            cells = [course.CellScore(nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
-                     for nb in by_id[s.id].notebooks for g in nb.grades]
+            cells = [
+                course.CellScore(nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
+                for nb in by_id[s.id].notebooks
+                for g in nb.grades
+            ]
             assert len(cells) == len({x.cell for x in cells})
             lost = {x.cell for x in cells if x.score < x.max_score}
             assert lost == course.expected_lost(s, cells, course.notebook_names(c)), s.id

@@ -12,11 +12,11 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from notebook_code import SOURCE, run_cells
 
 from grader import course, fused
 from grader.checks import ATOL, relative_error
 from grader.fused import EXERCISES, SUITES, Network, check, cmp, expected, verify
-from notebook_code import SOURCE, run_cells
 
 NOTEBOOKS = {"logits": "02_fused_cross_entropy", "hprebn": "03_fused_batchnorm"}
 FUNCTIONS = {"logits": "cross_entropy_backward", "hprebn": "batchnorm_backward"}
@@ -61,7 +61,8 @@ def solutions():
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_the_solution_passes_every_test_cell(name, monkeypatch):
     assert grade(NOTEBOOKS[name], monkeypatch=monkeypatch) == dict.fromkeys(
-        c.metadata.nbgrader.grade_id for c in graded_cells(NOTEBOOKS[name]))
+        c.metadata.nbgrader.grade_id for c in graded_cells(NOTEBOOKS[name])
+    )
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -184,7 +185,9 @@ def test_a_crashing_function_is_a_verdict_not_a_crash():
         raise ValueError("boom")
 
     for name in NOTEBOOKS:
-        with pytest.raises(AssertionError, match=rf"{FUNCTIONS[name]}\(.*\) raised ValueError: boom on the check network"):
+        with pytest.raises(
+            AssertionError, match=rf"{FUNCTIONS[name]}\(.*\) raised ValueError: boom on the check network"
+        ):
             verify(name, broken, "the check network")
 
 
@@ -192,14 +195,20 @@ def test_the_visible_checks_print_the_lecture_row(solutions, capsys):
     case = fused.check_network()
     cmp("logits", solutions["logits"](*case.tensors("logits", "Yb")), None)
     out = capsys.readouterr().out
-    assert out.startswith("logits          | exact: ") and "| approximate: True  | maxdiff: " in out and out.endswith("| ok\n")
+    assert (
+        out.startswith("logits          | exact: ")
+        and "| approximate: True  | maxdiff: " in out
+        and out.endswith("| ok\n")
+    )
     check("hprebn", solutions["hprebn"], seed=5, batch_size=5, n_hidden=16)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "a new network: batch 5, vocab 27, 16 hidden units, seed 5"
     assert out[1].startswith("hprebn          | exact: ") and out[1].endswith("| ok")
     verify("hprebn", solutions["hprebn"], "new shapes")
     assert capsys.readouterr().out == ""
-    with pytest.raises(AssertionError, match="dlogits is wrong on the check network: it is off by a constant factor -1"):
+    with pytest.raises(
+        AssertionError, match="dlogits is wrong on the check network: it is off by a constant factor -1"
+    ):
         cmp("logits", -solutions["logits"](*case.tensors("logits", "Yb")))
     out = capsys.readouterr().out
     assert "| approximate: False | " in out and out.endswith("| FAIL\n")
@@ -308,7 +317,7 @@ def bn_without_variance_term(dhpreact, bnraw, bngain, bnvar_inv):
 
 
 def bn_global_n(dhpreact, bnraw, bngain, bnvar_inv):
-    return bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))
+    return bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
 
 
 def bn_without_gain(dhpreact, bnraw, bngain, bnvar_inv):
@@ -326,27 +335,121 @@ def bn_hard_coded_width(dhpreact, bnraw, bngain, bnvar_inv):
 HINTS = [
     # (exercise, function, suite, texts the hint must contain)
     ("logits", ce_without_one_hot, "the check network", ["the one-hot term", "is missing", "The other term is right"]),
-    ("logits", ce_one_hot_after_dividing, "the check network", ["the one-hot term", "32 times what it should be, the factor n", "a 1/n is missing"]),
-    ("logits", ce_one_hot_at_the_argmax, "the check network", ["the -1 of the one-hot part is in the wrong place", "the correct class is Yb[0] = "]),
-    ("logits", ce_one_hot_after_dividing, "large logits", ["only at the correct classes (i, Yb[i]) of 32 rows", "subtracts 32/n instead of 1/n"]),
+    (
+        "logits",
+        ce_one_hot_after_dividing,
+        "the check network",
+        ["the one-hot term", "32 times what it should be, the factor n", "a 1/n is missing"],
+    ),
+    (
+        "logits",
+        ce_one_hot_at_the_argmax,
+        "the check network",
+        ["the -1 of the one-hot part is in the wrong place", "the correct class is Yb[0] = "],
+    ),
+    (
+        "logits",
+        ce_one_hot_after_dividing,
+        "large logits",
+        ["only at the correct classes (i, Yb[i]) of 32 rows", "subtracts 32/n instead of 1/n"],
+    ),
     ("logits", ce_without_one_hot, "large logits", ["does not subtract the 1/n: the one-hot subtraction is missing"]),
-    ("logits", ce_one_hot_in_every_row, "new shapes", ["the -1 of the one-hot part is in the wrong place", "on a new network (batch 7"]),
-    ("logits", ce_softmax_part_not_divided, "the check network", ["the softmax term", "the factor n", "a 1/n is missing"]),
-    ("logits", ce_naive_softmax, "large logits", ["NaN", "exp(x) overflows float32 above x = 88.72", "It works on the check network and overflows here", "is right on the check network"]),
-    ("logits", ce_divides_by_global_n, "new shapes", ["constant factor n/32 (0.21", "where this batch has 7 examples", "global n or batch_size", "reads the notebook's global `batch_size` (= 32)", "is right on the check network"]),
-    ("logits", ce_indexes_with_global_n, "new shapes", ["raised IndexError", "reads the notebook's global `n` (= 32)", "the batch size is their .shape[0]"]),
+    (
+        "logits",
+        ce_one_hot_in_every_row,
+        "new shapes",
+        ["the -1 of the one-hot part is in the wrong place", "on a new network (batch 7"],
+    ),
+    (
+        "logits",
+        ce_softmax_part_not_divided,
+        "the check network",
+        ["the softmax term", "the factor n", "a 1/n is missing"],
+    ),
+    (
+        "logits",
+        ce_naive_softmax,
+        "large logits",
+        [
+            "NaN",
+            "exp(x) overflows float32 above x = 88.72",
+            "It works on the check network and overflows here",
+            "is right on the check network",
+        ],
+    ),
+    (
+        "logits",
+        ce_divides_by_global_n,
+        "new shapes",
+        [
+            "constant factor n/32 (0.21",
+            "where this batch has 7 examples",
+            "global n or batch_size",
+            "reads the notebook's global `batch_size` (= 32)",
+            "is right on the check network",
+        ],
+    ),
+    (
+        "logits",
+        ce_indexes_with_global_n,
+        "new shapes",
+        ["raised IndexError", "reads the notebook's global `n` (= 32)", "the batch size is their .shape[0]"],
+    ),
     ("logits", ce_hard_coded_vocab, "new shapes", ["raised RuntimeError", "the number 27 (the vocabulary size)"]),
     ("logits", ce_uses_autograd, "new shapes", ["under torch.no_grad(), on tensors that never saw backward()"]),
     ("logits", ce_stub, "the check network", ["still raises NotImplementedError() (the stub)"]),
     ("logits", ce_returns_nothing, "new shapes", ["it is None, not a tensor; it should be a tensor of shape (7, 13)"]),
-    ("hprebn", bn_biased_variance, "the check network", ["the variance term", "0.9688 times", "(n-1)/n", "the biased variance", "Bessel's correction", "The other terms are right"]),
+    (
+        "hprebn",
+        bn_biased_variance,
+        "the check network",
+        [
+            "the variance term",
+            "0.9688 times",
+            "(n-1)/n",
+            "the biased variance",
+            "Bessel's correction",
+            "The other terms are right",
+        ],
+    ),
     ("hprebn", bn_biased_variance, "new shapes", ["on a new network (batch 7", "0.8571 times", "(n-1)/n"]),
-    ("hprebn", bn_without_mean_term, "the check network", ["the mean term (the path through bnmeani", "is missing", "The other terms are right"]),
-    ("hprebn", bn_without_variance_term, "the check network", ["the variance term (the path through bnvar", "is missing"]),
-    ("hprebn", bn_global_n, "new shapes", ["the factor (n-1)/31", "the factor n/32", "where this batch has 7 examples", "reads the notebook's global `n` (= 32)", "is right on the check network"]),
-    ("hprebn", bn_without_gain, "the check network", ["each column is off by its own factor, and the factors are 1/bngain: a factor bngain is missing"]),
+    (
+        "hprebn",
+        bn_without_mean_term,
+        "the check network",
+        ["the mean term (the path through bnmeani", "is missing", "The other terms are right"],
+    ),
+    (
+        "hprebn",
+        bn_without_variance_term,
+        "the check network",
+        ["the variance term (the path through bnvar", "is missing"],
+    ),
+    (
+        "hprebn",
+        bn_global_n,
+        "new shapes",
+        [
+            "the factor (n-1)/31",
+            "the factor n/32",
+            "where this batch has 7 examples",
+            "reads the notebook's global `n` (= 32)",
+            "is right on the check network",
+        ],
+    ),
+    (
+        "hprebn",
+        bn_without_gain,
+        "the check network",
+        ["each column is off by its own factor, and the factors are 1/bngain: a factor bngain is missing"],
+    ),
     ("hprebn", bn_without_one_over_n, "the check network", ["constant factor n (32 times", "a 1/n is missing"]),
-    ("hprebn", bn_hard_coded_width, "new shapes", ["raised RuntimeError", "the number 64 (the check network's hidden size)"]),
+    (
+        "hprebn",
+        bn_hard_coded_width,
+        "new shapes",
+        ["raised RuntimeError", "the number 64 (the check network's hidden size)"],
+    ),
 ]
 
 
@@ -366,10 +469,12 @@ def test_reading_the_global_n_is_right_on_the_check_network_only():
 
 
 def test_code_that_used_autograd_is_named(monkeypatch):
-    history = ["import torch\nimport torch.nn.functional as F",
-               "def cross_entropy_backward(logits, Y):\n    with torch.enable_grad():\n"
-               "        logits = logits.detach().requires_grad_()\n        F.cross_entropy(logits, Y).backward()\n"
-               "    return logits.grad"]
+    history = [
+        "import torch\nimport torch.nn.functional as F",
+        "def cross_entropy_backward(logits, Y):\n    with torch.enable_grad():\n"
+        "        logits = logits.detach().requires_grad_()\n        F.cross_entropy(logits, Y).backward()\n"
+        "    return logits.grad",
+    ]
     monkeypatch.setattr(fused, "_history", lambda: history)
 
     def cross_entropy_backward(logits, Y):  # runs under no_grad: the autograd is switched back on inside
@@ -398,13 +503,20 @@ time.sleep(0.2)
 """
 
 
-@pytest.mark.parametrize("import_, quiet", [("from grader.plots import plt", True), ("import matplotlib.pyplot", False)])
+@pytest.mark.parametrize(
+    "import_, quiet", [("from grader.plots import plt", True), ("import matplotlib.pyplot", False)]
+)
 def test_pyplot_from_grader_never_writes_to_stderr(import_, quiet, tmp_path):
     """A fresh machine builds matplotlib's font cache, and says so on stderr, unless grader.plots imports it."""
     (tmp_path / "not-a-directory").touch()
     for config in (tmp_path / "fresh", tmp_path / "not-a-directory" / "x"):
-        proc = subprocess.run([sys.executable, "-c", SLOW_FONT_CACHE.format(import_=import_)], capture_output=True,
-                              text=True, env={**course.tool_env(), "MPLCONFIGDIR": str(config)}, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", SLOW_FONT_CACHE.format(import_=import_)],
+            capture_output=True,
+            text=True,
+            env={**course.tool_env(), "MPLCONFIGDIR": str(config)},
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         assert (proc.stderr == "") == quiet, proc.stderr
 

@@ -78,7 +78,7 @@ def test_barriers_stop_the_spread_between_answers():
 
 
 def test_broken_cells_and_magics_are_skipped():
-    assert derived("%timeit x = 1", "def (:", "dW2 = W2.grad") .keys() == {"dW2"}
+    assert derived("%timeit x = 1", "def (:", "dW2 = W2.grad").keys() == {"dW2"}
 
 
 @pytest.mark.parametrize(

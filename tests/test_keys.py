@@ -28,8 +28,9 @@ def test_every_source_notebook_has_a_key():
 def test_key_is_a_fresh_generation_of_its_source(name):
     fresh = keys.key_source(nbformat.read(keys.REPO / "source" / course.ASSIGNMENT / f"{name}.ipynb", as_version=4))
     key = committed(name)
-    assert [(c.cell_type, c.source) for c in key.cells] == [(c.cell_type, c.source) for c in fresh.cells], \
+    assert [(c.cell_type, c.source) for c in key.cells] == [(c.cell_type, c.source) for c in fresh.cells], (
         f"notebooks/{name}.ipynb is stale: run `python -m grader keys {name}`"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -61,11 +62,14 @@ def test_key_is_executed_without_errors_or_stderr(name):
 
 
 def test_key_source_drops_markers_and_hidden_tests():
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION"),
-        nbformat.v4.new_code_cell('"""Check that y is 2."""\nassert y == 2\n### BEGIN HIDDEN TESTS\nassert secret\n'
-                                  "### END HIDDEN TESTS"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION"),
+            nbformat.v4.new_code_cell(
+                '"""Check that y is 2."""\nassert y == 2\n### BEGIN HIDDEN TESTS\nassert secret\n### END HIDDEN TESTS'
+            ),
+        ]
+    )
     nb.cells[1].metadata["nbgrader"] = {"grade": True}
     key = keys.key_source(nb)
     assert [c.source for c in key.cells] == ["x = 1\ny = 2", '"""Check that y is 2."""\nassert y == 2']

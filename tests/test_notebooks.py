@@ -94,8 +94,13 @@ def execute(nb, cwd: Path):
 
 
 def streams(nb, name: str):
-    return [(c.id, o.text) for c in nb.cells if c.cell_type == "code"
-            for o in c.outputs if o.output_type == "stream" and o.name == name]
+    return [
+        (c.id, o.text)
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream" and o.name == name
+    ]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -20,8 +20,13 @@ STUDENTS = course.demo_class()
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("course") / "demo"
-    proc = subprocess.run([sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],
-                          capture_output=True, text=True, env=course.tool_env(), timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],
+        capture_output=True,
+        text=True,
+        env=course.tool_env(),
+        timeout=1800,
+    )
     return root, proc
 
 
@@ -61,9 +66,14 @@ def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
 
 
 def _test_cells(root):
-    return {name: [c.metadata.nbgrader.grade_id for c in nbformat.read(root / "source" / course.ASSIGNMENT / f"{name}.ipynb", 4).cells
-                   if c.metadata.get("nbgrader", {}).get("grade")]
-            for name in course.notebook_names(root)}
+    return {
+        name: [
+            c.metadata.nbgrader.grade_id
+            for c in nbformat.read(root / "source" / course.ASSIGNMENT / f"{name}.ipynb", 4).cells
+            if c.metadata.get("nbgrader", {}).get("grade")
+        ]
+        for name in course.notebook_names(root)
+    }
 
 
 def autograded(root, student, notebook):
@@ -74,9 +84,13 @@ def test_the_solution_prints_nothing_on_stderr(graded):
     root, _ = graded
     for name in course.notebook_names(root):
         nb = autograded(root, "solution", name)
-        bad = [(c.metadata.get("nbgrader", {}).get("grade_id"), o.get("name", o.output_type))
-               for c in nb.cells if c.cell_type == "code" for o in c.outputs
-               if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")]
+        bad = [
+            (c.metadata.get("nbgrader", {}).get("grade_id"), o.get("name", o.output_type))
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.outputs
+            if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")
+        ]
         assert bad == []
 
 
@@ -89,14 +103,20 @@ def test_blank_submission_gets_zero_and_the_stub_hint(graded, scores):
 
 def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
     root, _ = graded
-    cell = next(c for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
-                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dcounts")
+    cell = next(
+        c
+        for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dcounts"
+    )
     assert "cmp('counts', dcounts, counts)" in cell.source and "grader.atomic.verify('counts', dcounts)" in cell.source
 
 
 def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):
     root, _ = graded
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in autograded(root, "deletes-a-test-cell", "01_atomic_backprop").cells]
+    ids = [
+        c.metadata.get("nbgrader", {}).get("grade_id")
+        for c in autograded(root, "deletes-a-test-cell", "01_atomic_backprop").cells
+    ]
     assert "test_dW2" in ids
     assert next(c for c in scores["deletes-a-test-cell"] if c.cell == "test_dW2").max_score == 1
 
@@ -105,8 +125,19 @@ def test_grades_csv_has_nbgraders_columns_and_every_total(graded, scores):
     root, _ = graded
     with open(root / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
-                             "raw_score", "late_submission_penalty", "score", "max_score"]
+    assert list(rows[0]) == [
+        "assignment",
+        "duedate",
+        "timestamp",
+        "student_id",
+        "last_name",
+        "first_name",
+        "email",
+        "raw_score",
+        "late_submission_penalty",
+        "score",
+        "max_score",
+    ]
     by_student = {r["student_id"]: r for r in rows}
     assert set(by_student) == {s.id for s in STUDENTS}
     for student, cells in scores.items():
@@ -127,8 +158,11 @@ def test_blank_fused_notebooks_score_zero_through_their_stubs(graded, scores):
 
 def test_softmax_without_max_passes_the_visible_check_and_fails_the_hidden_one(graded):
     root, _ = graded
-    cell = next(c for c in autograded(root, "ce-softmax-without-max", FUSED[0]).cells
-                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_cross_entropy_backward_large_logits")
+    cell = next(
+        c
+        for c in autograded(root, "ce-softmax-without-max", FUSED[0]).cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "test_cross_entropy_backward_large_logits"
+    )
     printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
     assert "| approximate: True  |" in printed and "| ok" in printed  # the visible check, at |logits| up to 10
     (error,) = [o for o in cell.outputs if o.output_type == "error"]
@@ -143,8 +177,10 @@ def test_training_runs_in_grading_mode_under_autograde(graded, scores):
     from grader import training
 
     root, _ = graded
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id") or c.get("id"): c
-             for c in autograded(root, "solution", TRAINING).cells}
+    cells = {
+        c.metadata.get("nbgrader", {}).get("grade_id") or c.get("id"): c
+        for c in autograded(root, "solution", TRAINING).cells
+    }
     printed = "".join(o.get("text", "") for o in cells["steps"].outputs if o.output_type == "stream")
     assert f"grading mode (NBGRADER_EXECUTION=autograde): {training.GRADING_STEPS:,} steps" in printed
     trained = "".join(o.get("text", "") for o in cells["train"].outputs if o.output_type == "stream")

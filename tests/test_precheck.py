@@ -2,7 +2,6 @@
 
 import json
 import zipfile
-from pathlib import Path
 
 import nbformat
 
@@ -109,7 +108,8 @@ def test_shards_split_the_class_without_overlap(tmp_path):
         nbformat.write(release_nb(), flat / f"student{i}.ipynb")
     ids = []
     for k in (1, 2, 3):
-        opts = classgrade.Options(course=course.REPO, assignment=course.ASSIGNMENT, submissions=flat,
-                                  out=tmp_path / "o", shard=(k, 3))
+        opts = classgrade.Options(
+            course=course.REPO, assignment=course.ASSIGNMENT, submissions=flat, out=tmp_path / "o", shard=(k, 3)
+        )
         ids += [s.id for s in classgrade.discover(opts, tmp_path / "work")]
     assert sorted(ids) == sorted(f"student{i}" for i in range(12))

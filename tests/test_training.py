@@ -5,14 +5,15 @@ implementations, written here or made from the solution by source/demo_class.tom
 """
 
 import os
+
 import pytest
 import torch
 import torch.nn.functional as F
+from notebook_code import run_cells
 
 from grader import course, training
 from grader.checks import ATOL, relative_error
 from grader.model import PARAM_NAMES
-from notebook_code import run_cells
 
 NOTEBOOK = "04_full_training"
 STUDENTS = [s for s in course.demo_class() if any(e["notebook"] == NOTEBOOK for e in s.edits)]
@@ -31,7 +32,6 @@ def solution():
 def _solution():
     """The source notebook's manual_backward, without running its training loop."""
     import nbformat
-
     from notebook_code import SOURCE
 
     nb = nbformat.read(SOURCE / f"{NOTEBOOK}.ipynb", as_version=4)
@@ -47,16 +47,19 @@ def _solution():
 # Grading mode
 
 
-@pytest.mark.parametrize("env, reason", [
-    ({}, None),
-    ({"NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
-    ({"NBGRADER_EXECUTION": "validate"}, "NBGRADER_EXECUTION=validate"),
-    ({"CI": "true"}, "CI=true"),
-    ({"CI": "false"}, None),
-    ({"BACKPROP_NINJA_GRADING": "1"}, "BACKPROP_NINJA_GRADING=1"),
-    ({"BACKPROP_NINJA_GRADING": "0", "CI": "true"}, None),  # the explicit switch wins over CI
-    ({"BACKPROP_NINJA_GRADING": "0", "NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
-])
+@pytest.mark.parametrize(
+    "env, reason",
+    [
+        ({}, None),
+        ({"NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
+        ({"NBGRADER_EXECUTION": "validate"}, "NBGRADER_EXECUTION=validate"),
+        ({"CI": "true"}, "CI=true"),
+        ({"CI": "false"}, None),
+        ({"BACKPROP_NINJA_GRADING": "1"}, "BACKPROP_NINJA_GRADING=1"),
+        ({"BACKPROP_NINJA_GRADING": "0", "CI": "true"}, None),  # the explicit switch wins over CI
+        ({"BACKPROP_NINJA_GRADING": "0", "NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
+    ],
+)
 def test_grading_mode_detection(env, reason):
     assert training.grading_reason(env) == reason
     assert training.grading_mode(env) == (reason is not None)
@@ -114,12 +117,14 @@ def test_the_hidden_networks_are_new_and_repeat_characters():
 
 
 def test_the_first_batch_is_the_notebooks_first_batch():
-    ns = run_cells(NOTEBOOK, edits=[{"notebook": NOTEBOOK, "cell": "steps", "find": "lossi = []",
-                                     "replace": "lossi = []\nmax_steps = 1"}])
+    ns = run_cells(
+        NOTEBOOK,
+        edits=[{"notebook": NOTEBOOK, "cell": "steps", "find": "lossi = []", "replace": "lossi = []\nmax_steps = 1"}],
+    )
     case = training.first_batch()
     initial = training.initial_parameters()
     assert torch.equal(ns["Xb"], case.Xb) and torch.equal(ns["Yb"], case.Yb)
-    for name, p0 in zip(PARAM_NAMES, initial):
+    for name, p0 in zip(PARAM_NAMES, initial, strict=True):
         assert torch.equal(case.values[name], p0)
 
 
@@ -146,7 +151,7 @@ def test_the_function_runs_under_no_grad_on_fresh_tensors(solution):
 
 def wrong(solution, name, change):
     def fn(*args):
-        grads = dict(zip(PARAM_NAMES, solution(*args)))
+        grads = dict(zip(PARAM_NAMES, solution(*args), strict=True))
         grads[name] = change(grads[name], args)
         return tuple(grads[k] for k in PARAM_NAMES)
 
@@ -161,12 +166,21 @@ def dC_indexed_plus_equals(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, 
     dlogits /= n
     dh = dlogits @ W2.T
     dhpreact = (1.0 - h**2) * dh
-    dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))
+    dhprebn = (
+        bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    )
     demb = (dhprebn @ W1.T).view(*Xb.shape, C.shape[1])
     dC = torch.zeros_like(C)
     dC[Xb] += demb
-    return (dC, embcat.T @ dhprebn, dhprebn.sum(0), h.T @ dlogits, dlogits.sum(0),
-            (bnraw * dhpreact).sum(0, keepdim=True), dhpreact.sum(0, keepdim=True))
+    return (
+        dC,
+        embcat.T @ dhprebn,
+        dhprebn.sum(0),
+        h.T @ dlogits,
+        dlogits.sum(0),
+        (bnraw * dhpreact).sum(0, keepdim=True),
+        dhpreact.sum(0, keepdim=True),
+    )
 
 
 def hard_coded_vocab(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, W1, Xb, C):
@@ -192,19 +206,47 @@ def calls_backward(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, W1, Xb, 
 
 HINTS = [
     # (gradient, the function or how the solution is changed, texts the hint must contain)
-    ("db2", lambda s: wrong(s, "b2", lambda d, a: d / a[0].shape[0]), ["db2 is wrong on the first batch", "there is a 1/n too many"]),
-    ("db1", lambda s: wrong(s, "b1", lambda d, a: d.view(1, -1)), ["wrong shape: (1, 200), but `b1` has shape (200,)",
-                                                                  "extra size-1 dimension 0", "crashes or silently broadcasts"]),
-    ("dbnbias", lambda s: wrong(s, "bnbias", lambda d, a: d.view(-1)), ["wrong shape: (200,), but `bnbias` has shape (1, 200)",
-                                                                        "dimension 0 is missing", "keepdim=True"]),
+    (
+        "db2",
+        lambda s: wrong(s, "b2", lambda d, a: d / a[0].shape[0]),
+        ["db2 is wrong on the first batch", "there is a 1/n too many"],
+    ),
+    (
+        "db1",
+        lambda s: wrong(s, "b1", lambda d, a: d.view(1, -1)),
+        [
+            "wrong shape: (1, 200), but `b1` has shape (200,)",
+            "extra size-1 dimension 0",
+            "crashes or silently broadcasts",
+        ],
+    ),
+    (
+        "dbnbias",
+        lambda s: wrong(s, "bnbias", lambda d, a: d.view(-1)),
+        ["wrong shape: (200,), but `bnbias` has shape (1, 200)", "dimension 0 is missing", "keepdim=True"],
+    ),
     ("dW2", lambda s: wrong(s, "W2", lambda d, a: d.T.contiguous()), ["it is transposed"]),
     ("dW1", lambda s: wrong(s, "W1", lambda d, a: -d), ["constant factor -1", "the sign is flipped"]),
-    ("dC", lambda s: dC_indexed_plus_equals, ["only the rows of characters that occur more than once in Xb are wrong",
-                                              "dC[Xb] += demb", "index_add_"]),
-    ("db2", lambda s: hard_coded_vocab, ["raised RuntimeError", "on a new network (batch 7", "the number 27 (the vocabulary size)",
-                                         "is right on the training network's first batch"]),
-    ("dbngain", lambda s: returns_six, ["must return the seven gradients dC, dW1, db1, dW2, db2, dbngain, dbnbias",
-                                        "a tuple of 6 values"]),
+    (
+        "dC",
+        lambda s: dC_indexed_plus_equals,
+        ["only the rows of characters that occur more than once in Xb are wrong", "dC[Xb] += demb", "index_add_"],
+    ),
+    (
+        "db2",
+        lambda s: hard_coded_vocab,
+        [
+            "raised RuntimeError",
+            "on a new network (batch 7",
+            "the number 27 (the vocabulary size)",
+            "is right on the training network's first batch",
+        ],
+    ),
+    (
+        "dbngain",
+        lambda s: returns_six,
+        ["must return the seven gradients dC, dW1, db1, dW2, db2, dbngain, dbnbias", "a tuple of 6 values"],
+    ),
     ("dW2", lambda s: returns_in_lecture_order_of_backward, ["It is the gradient of W1", "in this order"]),
     ("dC", lambda s: calls_backward, ["under torch.no_grad(), on tensors that never saw backward()"]),
 ]
@@ -218,8 +260,12 @@ def test_hint(name, make, texts, solution):
     for text in texts:
         assert text in str(info.value), str(info.value)
     for other in PARAM_NAMES:  # the other gradients pass, unless the mistake is in what they all share
-        if f"d{other}" != name and fn not in (returns_six, calls_backward, returns_in_lecture_order_of_backward,
-                                              hard_coded_vocab):
+        if f"d{other}" != name and fn not in (
+            returns_six,
+            calls_backward,
+            returns_in_lecture_order_of_backward,
+            hard_coded_vocab,
+        ):
             training.verify(other, fn)
 
 
@@ -232,10 +278,12 @@ def test_a_stub_is_named(solution):
 
 
 def test_code_that_used_autograd_is_named(monkeypatch):
-    history = ["import torch",
-               "def manual_backward(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, W1, Xb, C):\n"
-               "    with torch.enable_grad():\n        x = logits.detach().requires_grad_()\n"
-               "    return x.grad"]
+    history = [
+        "import torch",
+        "def manual_backward(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, W1, Xb, C):\n"
+        "    with torch.enable_grad():\n        x = logits.detach().requires_grad_()\n"
+        "    return x.grad",
+    ]
     monkeypatch.setattr(training, "_history", lambda: history)
     with pytest.raises(AssertionError, match="manual_backward comes from autograd"):
         training.verify("C", _solution())
@@ -266,7 +314,10 @@ def test_the_judge_recomputes_the_losses_from_the_parameters():
     losses = training.split_losses(params)
     assert 2.4 < losses["train"] < 3.0  # 300 steps: learning, far from done
     verdict = training.judge_model(params)
-    assert not verdict.ok and f"train loss {losses['train']:.4f} (limit {training.GRADING_LIMITS['train']})" in verdict.message
+    assert (
+        not verdict.ok
+        and f"train loss {losses['train']:.4f} (limit {training.GRADING_LIMITS['train']})" in verdict.message
+    )
     # the judge follows the parameters, not anything the notebook printed: change one, the loss moves
     shifted = [p.clone() for p in params]
     shifted[4] += 5 * F.one_hot(torch.tensor(0), 27)  # b2: a strong bias towards '.'
@@ -304,7 +355,6 @@ def test_the_grading_limit_holds_for_the_notebook_seed_with_its_margin():
 def test_each_demo_student_loses_exactly_its_cells(s, monkeypatch):
     """Run the student's notebook in this process (grading mode), then every test cell, as autograde does."""
     import nbformat
-
     from notebook_code import SOURCE
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -328,7 +378,6 @@ def test_each_demo_student_loses_exactly_its_cells(s, monkeypatch):
 
 def _run_tolerant(edits):
     import nbformat
-
     from notebook_code import SOURCE
 
     nb = nbformat.read(SOURCE / f"{NOTEBOOK}.ipynb", as_version=4)
@@ -361,15 +410,16 @@ def test_the_progress_bar_writes_to_stdout_only(capsys):
 
 def test_the_notebook_writes_nothing_on_stderr_in_a_kernel(tmp_path):
     """The solution, run by a real kernel in grading mode: the progress bar and everything else on stdout."""
-    from nbclient import NotebookClient
     import nbformat
-
+    from nbclient import NotebookClient
     from notebook_code import SOURCE
 
     nb = nbformat.read(SOURCE / f"{NOTEBOOK}.ipynb", as_version=4)
     assert os.environ["BACKPROP_NINJA_GRADING"] == "1"  # the kernel inherits it (root conftest.py)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    streams = [(c.id, o.name) for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    streams = [
+        (c.id, o.name) for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+    ]
     assert ("train", "stdout") in streams and not [s for s in streams if s[1] == "stderr"]
     train = "".join(o.text for c in nb.cells if c.id == "train" for o in c.outputs if o.output_type == "stream")
     assert f"{training.GRADING_STEPS}/{training.GRADING_STEPS}" in train and "loss=" in train

@@ -14,8 +14,14 @@ NAMES = course.notebook_names(course.REPO)
 
 def validate(folder: str, name: str, *flags: str) -> subprocess.CompletedProcess:
     path = course.REPO / folder / course.ASSIGNMENT / f"{name}.ipynb"
-    return subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, str(path)], cwd=course.REPO,
-                          env=course.tool_env(), capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", "validate", *flags, str(path)],
+        cwd=course.REPO,
+        env=course.tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -31,8 +31,15 @@ def kernel(request, tmp_path):
     work.mkdir()
     run = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))
     share = tmp_path / "share"
-    folder = sandbox.kernelspec(share, sandbox=request.param == "sandbox", memory_bytes=4 * 2**30,
-                                writable=[work], hidden=[], runtime=run, zygote=["torch"])
+    folder = sandbox.kernelspec(
+        share,
+        sandbox=request.param == "sandbox",
+        memory_bytes=4 * 2**30,
+        writable=[work],
+        hidden=[],
+        runtime=run,
+        zygote=["torch"],
+    )
     server = zygote.start(folder, dict(os.environ, JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run)), timeout=60)
     old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR")}
     os.environ.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run))
@@ -54,8 +61,9 @@ def kernel_manager(kernel):
     (the one folder the sandbox shares with the grading process besides the student's)."""
     fd, path = tempfile.mkstemp(prefix="kernel-", suffix=".json", dir=kernel["run"])
     os.close(fd)
-    return KernelManager(kernel_name=sandbox.KERNEL_NAME, transport="ipc", ip=str(kernel["run"] / "kernel"),
-                         connection_file=path)
+    return KernelManager(
+        kernel_name=sandbox.KERNEL_NAME, transport="ipc", ip=str(kernel["run"] / "kernel"), connection_file=path
+    )
 
 
 def started(kernel):
@@ -72,16 +80,22 @@ def started(kernel):
 def execute(kernel, *sources):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     km = kernel_manager(kernel)
-    NotebookClient(nb, km=km, timeout=60, allow_errors=True,
-                   resources={"metadata": {"path": str(kernel["work"])}}).execute()
-    return ["".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in c.outputs)
-            + "".join(f"{o['ename']}: {o['evalue']}" for o in c.outputs if o.output_type == "error")
-            for c in nb.cells]
+    NotebookClient(
+        nb, km=km, timeout=60, allow_errors=True, resources={"metadata": {"path": str(kernel["work"])}}
+    ).execute()
+    return [
+        "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in c.outputs)
+        + "".join(f"{o['ename']}: {o['evalue']}" for o in c.outputs if o.output_type == "error")
+        for c in nb.cells
+    ]
 
 
 def test_each_notebook_gets_a_new_process_with_nothing_carried_over(kernel):
-    first = execute(kernel, "import os, sys, torch\nleft_behind = 42\nprint(os.getpid(), 'torch' in sys.modules)",
-                    "print(torch.ones(2, 3).sum().item())")
+    first = execute(
+        kernel,
+        "import os, sys, torch\nleft_behind = 42\nprint(os.getpid(), 'torch' in sys.modules)",
+        "print(torch.ones(2, 3).sum().item())",
+    )
     second = execute(kernel, "import os\nprint(os.getpid())", "print(left_behind)")
     pid1, preloaded = first[0].split()
     assert preloaded == "True" and first[1].strip() == "6.0"
@@ -91,8 +105,10 @@ def test_each_notebook_gets_a_new_process_with_nothing_carried_over(kernel):
 
 def test_unseeded_draws_differ_between_kernels_as_between_new_pythons(kernel):
     code = "import random, torch, numpy\nprint(torch.randn(3).tolist(), numpy.random.rand(), random.random())"
-    fresh = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-             for _ in range(2)]
+    fresh = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
     assert fresh[0] != fresh[1]
     # forked kernels must not share the zygote's generator states (they would draw the same numbers)
     forked = [execute(kernel, code)[0] for _ in range(2)]
@@ -105,15 +121,18 @@ def test_nothing_a_notebook_leaves_running_outlives_its_kernel(kernel):
     beat = kernel["work"] / "beat"
     # a double-forked daemon in its own session, writing a heartbeat: what a student could leave behind to
     # meddle with the next notebook's kernel
-    execute(kernel, "import os, time\n"
-                    "if os.fork() == 0:\n"
-                    "    os.setsid()\n"
-                    "    if os.fork() == 0:\n"
-                    "        while True:\n"
-                    f"            open({str(beat)!r}, 'a').write('.')\n"
-                    "            time.sleep(0.1)\n"
-                    "    os._exit(0)\n"
-                    "time.sleep(0.5)")
+    execute(
+        kernel,
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        while True:\n"
+        f"            open({str(beat)!r}, 'a').write('.')\n"
+        "            time.sleep(0.1)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.5)",
+    )
     time.sleep(2)  # the zygote sweeps every 0.5 s
     assert beat.is_file()
     size = beat.stat().st_size
@@ -156,10 +175,14 @@ def test_the_whole_sandbox_dies_with_the_grading_process(kernel):
 def test_preload_reads_the_notebooks_imports(tmp_path):
     src = tmp_path / "source" / "a"
     src.mkdir(parents=True)
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import torch.nn.functional as F\nfrom matplotlib import pyplot\n%matplotlib inline"),
-        nbformat.v4.new_code_cell("import numpy as np\nimport grader\nfrom . import x"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import torch.nn.functional as F\nfrom matplotlib import pyplot\n%matplotlib inline"
+            ),
+            nbformat.v4.new_code_cell("import numpy as np\nimport grader\nfrom . import x"),
+        ]
+    )
     nbformat.write(nb, src / "n.ipynb")
     opts = classgrade.Options(course=tmp_path, assignment="a", submissions=tmp_path, out=tmp_path)
     assert classgrade.preload(opts) == ["numpy"]  # the cell with a magic is not Python: not read
@@ -184,9 +207,17 @@ def test_the_private_tmp_still_shows_what_the_kernel_needs_from_the_hosts(sandbo
         monkeypatch.setenv("BACKPROP_NINJA_NAMES", str(data))
         run = Path(tmp) / "run"
         run.mkdir()
-        proc = subprocess.run(sandbox.bwrap_args([], [], run) + ["sh", "-c", f"cat {data}; ls {other} || echo hidden"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            sandbox.bwrap_args([], [], run) + ["sh", "-c", f"cat {data}; ls {other} || echo hidden"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert proc.stdout.split() == ["emma", "hidden"], proc.stderr
-        proc = subprocess.run(sandbox.bwrap_args([], [], run) + ["sh", "-c", f"echo x > {data}"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            sandbox.bwrap_args([], [], run) + ["sh", "-c", f"echo x > {data}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert proc.returncode != 0 and data.read_text() == "emma\n"  # read-only
