@@ -77,8 +77,7 @@ def test_a_stage_table_sanitizes_equal():
     for shift in range(len(CPU_VALUES)):
         values = CPU_VALUES[shift:] + CPU_VALUES[:shift]
         tables.append(
-            "\n".join(cmp_row(n, e, m) for n, (e, m) in zip(atomic.STAGES["batchnorm"], values, strict=False))
-            + "\n"
+            "\n".join(cmp_row(n, e, m) for n, (e, m) in zip(atomic.STAGES["batchnorm"], values, strict=False)) + "\n"
         )
     assert_all_equal(tables)
 
