@@ -177,7 +177,7 @@ def relative_links(text: str) -> list[str]:
 
 
 def test_the_makefile_parses():
-    assert {"demo", "test", "test-fast", "lint", "release", "keys"} <= targets()
+    assert {"demo", "test"} <= targets(), "the Makefile has lost the README's two commands"
     assert any("pytest" in line for line in recipe("test"))
 
 
