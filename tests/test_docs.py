@@ -221,6 +221,8 @@ def test_the_readme_opens_with_the_two_commands():
 def test_ci_runs_make_test():
     assert "make test" in ci_commands(), ".ci/run must run the README's test command, `make test`"
     assert ci_commands()[-1] == "make test"
+    ran = [word for command in ci_commands() for m in MAKE.finditer(command) for word in m.group(1).split()]
+    assert set(ran) <= targets(), f".ci/run runs make {sorted(set(ran) - targets())}: not Makefile targets"
     for page in PAGES:
         for command in shown_commands(page.read_text(encoding="utf-8")):
             if re.search(r"(^|\s)(bash\s+)?\.ci/run\b", command):
