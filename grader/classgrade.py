@@ -79,13 +79,31 @@ class Options:
 
 @dataclass
 class Student:
-    id: str
+    id: str  # the folder's (or file's) name: the id in the real gradebook, the ledger, the summary and the CSV
     files: dict[str, Path] = field(default_factory=dict)  # notebook name -> handed-in file
     problems: list[str] = field(default_factory=list)
     timestamp: str | None = None
     raw: list[Path] = field(default_factory=list)  # every file handed in, usable or not (for the digest)
     digest: str = ""
     report: precheck.Report | None = None
+    key: str = ""  # the id as a path and inside the scratch course: the id itself when plain, else safe_key(id)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or (self.id if STUDENT_ID.match(self.id) else safe_key(self.id))
+
+
+def safe_key(name: str) -> str:
+    """A plain id for a folder name that is not one (``Jane Doe``, ``josé``, ``.dotted``): ASCII letters,
+    digits and ``_.@+-``, then 8 hex digits of the name's hash so that two names never share one."""
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_.@+-]+", "_", ascii_name).lstrip(".-") or "student"
+    return f"{slug[:40]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+# Folders of a submissions folder that are never a student's (editors and archivers leave them).
+NOT_STUDENTS = {".ipynb_checkpoints", "__MACOSX", ".DS_Store", ".git", "__pycache__"}
 
 
 @dataclass
@@ -153,10 +171,10 @@ def discover(opts: Options, work: Path) -> list[Student]:
     students: dict[str, Student] = {}
     nbgrader_layout = any((d / opts.assignment).is_dir() for d in root.iterdir() if d.is_dir())
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name in NOT_STUDENTS or entry.is_symlink():
             continue
         if nbgrader_layout:
-            if not entry.is_dir():
+            if not entry.is_dir() or (entry.name.startswith(".") and not (entry / opts.assignment).is_dir()):
                 continue
             s = students.setdefault(entry.name, Student(entry.name))
             folder = entry / opts.assignment
@@ -194,9 +212,12 @@ def discover(opts: Options, work: Path) -> list[Student]:
                     s.files[name] = f
     out = []
     for s in students.values():
-        if not STUDENT_ID.match(s.id):
-            print(f"skipped {s.id!r}: not a usable student id (letters, digits, _.@+- only)", file=sys.stderr)
-            continue
+        if s.key != s.id:
+            s.problems.append(
+                f"graded as {s.key}: the folder name {s.id!r} is not a plain student id (letters, digits, _.@+-), "
+                f"so its scratch course, feedback/{s.key}/, autograded/{s.key}/ and logs/{s.key}.log use that name; "
+                f"the gradebook, grades.csv and the summary use {s.id!r}"
+            )
         h = hashlib.sha256()
         for path in s.raw:
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -413,11 +434,11 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     """Grade one student in its own scratch course (runs in a worker thread; touches only its folder)."""
     start = time.monotonic()
     s.report = precheck.check(
-        s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.id, s.problems
+        s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.key, s.problems
     )
     if not s.report.notebooks:  # nothing nbgrader could open: every notebook scores 0, the reasons say why
         return Outcome(s.id, True, "no notebook could be graded", 0.0, "", manual=False)
-    scratch = work / "students" / s.id
+    scratch = work / "students" / s.key
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
@@ -425,14 +446,20 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     shutil.copy2(template / "gradebook.db", scratch / "gradebook.db")
     run_dir = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))  # short: a Unix socket path has ~100 bytes
     write_config(scratch, opts, f"sqlite:///{scratch / 'gradebook.db'}", run_dir)
-    submitted = scratch / "submitted" / s.id / opts.assignment
+    submitted = scratch / "submitted" / s.key / opts.assignment
     submitted.mkdir(parents=True)
     for name, path in s.report.notebooks.items():
         shutil.copy2(path, submitted / f"{name}.ipynb")
     if s.timestamp:
         (submitted / "timestamp.txt").write_text(s.timestamp)
-    autograded = scratch / "autograded" / s.id / opts.assignment
+    autograded = scratch / "autograded" / s.key / opts.assignment
     autograded.mkdir(parents=True)
+    # The kernel works in a folder of its own, seen inside the sandbox at the autograded folder's path
+    # (nbgrader's working folder): whatever it writes there (a symlink to the gradebook, a notebook
+    # replaced by a link, a huge file) lands in kernel/, which the grading process never reads, follows
+    # or copies; nbgrader writes the autograded notebooks into the real folder, which the kernel cannot see.
+    kernel_cwd = scratch / "kernel"
+    kernel_cwd.mkdir()
     hidden = [
         opts.course / "source",
         opts.course / "gradebook.db",
@@ -453,9 +480,10 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         share,
         sandbox=opts.sandbox,
         memory_bytes=opts.memory,
-        writable=[autograded.parent],
+        writable=[],
         hidden=hidden,
         runtime=run_dir,
+        private={kernel_cwd: autograded},
         zygote=opts.preload if opts.zygote else None,
         env={
             "HOME": str(run_dir / "home"),
@@ -471,7 +499,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     try:
         code, out = run_child(
             _gradeworker.grade,
-            (str(scratch), opts.assignment, s.id, str(opts.memory), str(kernel)),
+            (str(scratch), opts.assignment, s.key, str(opts.memory), str(kernel)),
             scratch,
             env,
             opts.student_timeout,
@@ -596,12 +624,12 @@ def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> None:
     from nbgrader.api import Gradebook, MissingEntry
 
     warnings.filterwarnings("ignore", message=".*not in session.*")  # SQLAlchemy on nbgrader's add_submission
-    scratch_db = work / "students" / s.id / "gradebook.db"
+    scratch_db = work / "students" / s.key / "gradebook.db"
     found = None
     if outcome.graded and scratch_db.is_file():
         src = Gradebook(f"sqlite:///{scratch_db}")
         try:
-            found = src.find_submission(opts.assignment, s.id)
+            found = src.find_submission(opts.assignment, s.key)
         except MissingEntry:
             found = None
     try:
@@ -701,20 +729,47 @@ def hidden_lines(source: Path) -> set[str]:
     return lines
 
 
+MAX_COPIED = 50 * 2**20  # the largest notebook or feedback page copied into --out
+
+
+def copy_regular_files(src: Path, dst: Path, suffix: str, cap: int = MAX_COPIED) -> list[str]:
+    """Copy the regular ``*suffix`` files of ``src`` (not its subfolders) into ``dst``; return what was refused.
+
+    Nothing is followed: a symlink, a FIFO or a device is refused, each file is opened with O_NOFOLLOW
+    and copied from that descriptor, and a file over ``cap`` bytes is refused."""
+    refused = []
+    dst.mkdir(parents=True, exist_ok=True)
+    with os.scandir(src) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not entry.name.endswith(suffix):
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                refused.append(f"{entry.name}: not a regular file, not copied")
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > cap:
+                    refused.append(f"{entry.name}: {size / 2**20:.0f} MB, over the {cap // 2**20} MB limit, not copied")
+                    continue
+                (dst / entry.name).write_bytes(f.read())
+    return refused
+
+
 def collect(opts: Options, work: Path, s: Student, secret: set[str]) -> list[str]:
-    """Copy the student's autograded notebooks and feedback into ``--out``; check the feedback."""
+    """Copy the student's autograded notebooks and feedback pages into ``--out`` (nothing else); check the pages."""
     import html as html_mod
 
     problems = []
-    scratch = work / "students" / s.id
-    for kind in ("autograded", "feedback"):
-        src = scratch / "instructor" if kind == "autograded" else scratch / kind / s.id / opts.assignment
-        dst = opts.out / kind / s.id / opts.assignment
+    scratch = work / "students" / s.key
+    for kind, suffix in (("autograded", ".ipynb"), ("feedback", ".html")):
+        src = scratch / "instructor" if kind == "autograded" else scratch / kind / s.key / opts.assignment
+        dst = opts.out / kind / s.key / opts.assignment
         if dst.exists():
             shutil.rmtree(dst)
-        if src.is_dir():
-            shutil.copytree(src, dst)
-    for page in sorted((opts.out / "feedback" / s.id / opts.assignment).glob("*.html")):
+        if src.is_dir() and not src.is_symlink():
+            problems += [f"{kind}/{why}" for why in copy_regular_files(src, dst, suffix)]
+    for page in sorted((opts.out / "feedback" / s.key / opts.assignment).glob("*.html")):
         text = html_mod.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8", errors="replace")))
         leaked = [line for line in secret if line in text]
         if leaked:
@@ -734,7 +789,63 @@ def run(opts: Options) -> dict:
             sandbox.probe()
         except sandbox.SandboxError as exc:
             raise GradingError(f"refusing to grade without a sandbox: {exc}") from None
-    opts.out.mkdir(parents=True, exist_ok=True)
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        _check_writable(opts.out)
+        with out_lock(opts):
+            try:
+                return _grade_class(opts, source)
+            except GradingError:
+                _check_writable(opts.out)  # nbgrader's own message for a full disk misleads ("upgrade the db")
+                raise
+    except OSError as exc:  # a full disk, a read-only or vanished --out: one message; a re-run repairs it
+        raise GradingError(
+            f"cannot write the results in {opts.out}: {exc.strerror or exc} ({exc.filename or 'a file there'}). "
+            f"Nothing graded so far is lost: the gradebook and ledger.jsonl hold every student merged, and a re-run "
+            f"with the same --out grades the rest once there is room (or the folder is writable)."
+        ) from None
+
+
+ROOM = 8 * 2**20  # what --out must take before grading starts (the scratch template, a few feedback pages)
+
+
+def _check_writable(out: Path) -> None:
+    """Raise OSError (ENOSPC, EROFS, EACCES...) unless ``out`` takes ROOM bytes now."""
+    fd, name = tempfile.mkstemp(prefix=".room-", dir=out)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * ROOM)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        os.unlink(name)
+
+
+@contextmanager
+def out_lock(opts: Options):
+    """One run per output folder (per shard): a second one says who holds it and stops."""
+    import fcntl
+    import socket
+
+    i, k = opts.shard
+    path = opts.out / (".lock" if k == 1 else f".lock-{i}-of-{k}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "r+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = f.read().strip() or "another run"
+            raise GradingError(
+                f"{opts.out} is being graded by {holder}: wait for it to finish, or give this run another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        yield
+
+
+def _grade_class(opts: Options, source: Path) -> dict:
     work = opts.out / "work"
     work.mkdir(exist_ok=True)
     ledger = Ledger(opts.out / "ledger.jsonl")
@@ -787,7 +898,7 @@ def run(opts: Options) -> dict:
             extra = collect(opts, work, s, secret) if outcome.graded else []
             merge(opts, s, outcome, work)  # one student at a time, from this process only
             (opts.out / "logs").mkdir(exist_ok=True)
-            (opts.out / "logs" / f"{s.id}.log").write_text(outcome.log)
+            (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
             reasons = [r for r in [outcome.reason, *extra] if r]
             failures += not outcome.graded
             ledger.add(
@@ -803,7 +914,7 @@ def run(opts: Options) -> dict:
                     "seconds": round(outcome.seconds, 1),
                 }
             )
-            shutil.rmtree(work / "students" / s.id, ignore_errors=True)
+            shutil.rmtree(work / "students" / s.key, ignore_errors=True)
             outcomes[s.id] = outcome
             if bar is not None:
                 bar.set_postfix_str(f"failures {failures}")

@@ -32,7 +32,13 @@ STUDENTS = [
     if s.sandbox_only or s.id in KEEP
 ]
 pytestmark = pytest.mark.usefixtures("sandbox_required")  # every test here grades in the sandbox
-HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
+HOSTILE = [
+    "deletes-the-gradebook",
+    "rewrites-another-submission",
+    "connects-to-localhost",
+    "edits-the-grader",
+    "plants-symlinks",
+]
 
 
 def digest(path: Path) -> str:
@@ -97,6 +103,8 @@ def graded(tmp_path_factory):
         "gradebook": digest(c / "gradebook.db"),
         "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
         "grader": {p: digest(p) for p in Path(classgrade.__file__).parent.glob("*.py")},
+        "modes": {p: p.stat().st_mode for p in [c / "gradebook.db", *c.rglob("source/**/*")]},
+        "source": {p: digest(p) for p in c.rglob("source/**/*.ipynb")},
     }
     server = Server()
     env = course.tool_env()
@@ -442,3 +450,19 @@ def test_the_canary_gave_the_solutions_full_marks_before_anyone_was_graded(grade
     summary = json.loads((graded[0] / "out" / "summary.json").read_text())
     assert summary["canary"]["score"] == summary["canary"]["max_score"] > 0
     assert "canary: the instructor's solutions got" in graded[3].stdout
+
+
+def test_links_a_kernel_plants_are_never_followed(graded, scores):
+    """plants-symlinks: nothing of what it linked to came back, was chmod'ed, or was written through."""
+    root, c, _, _, before, _ = graded
+    assert {p: p.stat().st_mode for p in before["modes"]} == before["modes"]
+    assert {p: digest(p) for p in c.rglob("source/**/*.ipynb")} == before["source"]
+    for kind, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
+        for s in STUDENTS:
+            folder = root / "out" / kind / s.id
+            for path in folder.rglob("*") if folder.is_dir() else []:
+                assert not path.is_symlink(), path
+                assert path.is_dir() or (path.is_file() and path.suffix == suffix), path
+    notebook = root / "out" / "autograded" / "plants-symlinks" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert notebook.is_file() and not notebook.is_symlink() and notebook.read_text().startswith("{")
+    assert {c.cell for c in scores["plants-symlinks"] if c.score < c.max_score} == set()
