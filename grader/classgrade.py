@@ -326,6 +326,15 @@ def run_child(target, args: tuple, cwd: Path, env: dict, timeout: float | None =
         os.unlink(log)
 
 
+def course_env(opts: Options) -> dict[str, str]:
+    """The environment of nbgrader's processes: tool_env() and the course directory on PYTHONPATH, as when
+    nbgrader runs in the course (a plugin or preprocessor that the course's nbgrader_config.py names by
+    its module is importable from the scratch courses too)."""
+    env = tool_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(opts.course), env.get("PYTHONPATH", "")] if p)
+    return env
+
+
 def run_nbgrader(folder: Path, *args: str, env=None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in ``folder`` as its own process group; the whole group is killed at ``timeout``."""
     from . import _gradeworker
@@ -341,6 +350,10 @@ def make_template(opts: Options, work: Path) -> Path:
         shutil.rmtree(template)
     template.mkdir(parents=True)
     shutil.copytree(opts.course / "source" / opts.assignment, template / "source" / opts.assignment)
+    # what the course's config may name beside the assignments: source/header.ipynb, a footer, shared files
+    for path in (opts.course / "source").iterdir():
+        if path.is_file() and not path.is_symlink():
+            shutil.copy2(path, template / "source" / path.name)
     write_config(template, opts, f"sqlite:///{template / 'gradebook.db'}")
 
     def generate(db: str | None) -> None:
@@ -348,7 +361,7 @@ def make_template(opts: Options, work: Path) -> Path:
         if db:  # into a release folder of its own: the two run at once
             args += [f"--CourseDirectory.db_url={db}", "--CourseDirectory.release_directory=release-db"]
         with _db_lock(db or ""):
-            proc = run_nbgrader(template, *args)
+            proc = run_nbgrader(template, *args, env=course_env(opts))
         if proc.returncode != 0:
             raise GradingError(
                 f"nbgrader generate_assignment {opts.assignment} failed"
@@ -359,7 +372,19 @@ def make_template(opts: Options, work: Path) -> Path:
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(generate, None), pool.submit(generate, real_db(opts))]:
             done.result()
+    _copy_duedate(opts, template / "gradebook.db")
     return template
+
+
+def _copy_duedate(opts: Options, template_db: Path) -> None:
+    """The real assignment's due date (set in the formgrader, by `nbgrader db assignment`, or by the config)
+    into the template's gradebook: nbgrader's late penalty in each scratch course then sees it."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(real_db(opts)) as real:
+        duedate = real.find_assignment(opts.assignment).duedate
+    with Gradebook(f"sqlite:///{template_db}") as scratch:
+        scratch.update_or_create_assignment(opts.assignment, duedate=duedate)
 
 
 def preload(opts: Options) -> list[str]:
@@ -444,6 +469,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     scratch.mkdir(parents=True)
     shutil.copytree(template / "source", scratch / "source")
     shutil.copy2(template / "gradebook.db", scratch / "gradebook.db")
+    seed(opts, s, scratch / "gradebook.db")
     run_dir = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))  # short: a Unix socket path has ~100 bytes
     write_config(scratch, opts, f"sqlite:///{scratch / 'gradebook.db'}", run_dir)
     submitted = scratch / "submitted" / s.key / opts.assignment
@@ -459,7 +485,9 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     # replaced by a link, a huge file) lands in kernel/, which the grading process never reads, follows
     # or copies; nbgrader writes the autograded notebooks into the real folder, which the kernel cannot see.
     kernel_cwd = scratch / "kernel"
-    kernel_cwd.mkdir()
+    # it starts with what nbgrader puts beside the notebooks: the source's other files (data, images)
+    ignore = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", "*.pyc")
+    shutil.copytree(scratch / "source" / opts.assignment, kernel_cwd, ignore=ignore, symlinks=True)
     hidden = [
         opts.course / "source",
         opts.course / "gradebook.db",
@@ -491,7 +519,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
             "MPLCONFIGDIR": str(run_dir / "mpl"),
         },
     )
-    env = tool_env()
+    env = course_env(opts)
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
     env.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run_dir), TMPDIR=str(run_dir))
     from . import _gradeworker
@@ -557,15 +585,19 @@ def canary(opts: Options, template: Path, work: Path) -> dict:
             with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}") as gb:
                 try:
                     sub = gb.find_submission(opts.assignment, CANARY)
+                    # the autograder's cells (code); a manually graded answer (markdown) waits for a person
                     cells = [
-                        (nb.name, g.name, float(g.score), float(g.max_score)) for nb in sub.notebooks for g in nb.grades
+                        (nb.name, g.name, float(g.auto_score or 0.0), float(g.max_score))
+                        for nb in sub.notebooks
+                        for g in nb.grades
+                        if g.cell.cell_type == "code"
                     ]
                 except MissingEntry:
                     pass
         score, maximum = sum(c[2] for c in cells), sum(c[3] for c in cells)
         short = [f"{nb}/{cell}" for nb, cell, got, most in cells if got < most]
         if not outcome.graded or not cells or short:
-            got = f"{score:g} of {maximum:g} points" if cells else "no score"
+            got = f"{score:g} of {maximum:g} autograded points" if cells else "no score"
             why = outcome.reason if not outcome.graded else _first_error(scratch / "instructor", short)
             raise GradingError(
                 f"canary: the instructor's solution notebooks ({source}) do not get full marks here ({got}), so "
@@ -617,50 +649,120 @@ def _last_error(log: str) -> str:
 # The real gradebook, from this process only
 
 
-def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> None:
-    """Replace ``s``'s submission in the real gradebook with the scratch gradebook's (or a 0 to look at)."""
+def _grades(sub) -> dict:
+    """A submission's grades and comments by (notebook, cell), and its notebooks by name."""
+    notebooks = {nb.name: nb for nb in sub.notebooks} if sub is not None else {}
+    grades = {(nb.name, g.name): g for nb in notebooks.values() for g in nb.grades}
+    comments = {(nb.name, c.name): c for nb in notebooks.values() for c in nb.comments}
+    return {"notebooks": notebooks, "grades": grades, "comments": comments}
+
+
+def seed(opts: Options, s: Student, scratch_db: Path) -> None:
+    """Put ``s``'s submission as the real gradebook has it (TA overrides, comments, flags, timestamp) into its
+    scratch gradebook, so that nbgrader's autograde there treats it exactly as it would in the course:
+    a manual score is kept and its cell marked for review, a manual comment is kept."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(real_db(opts)) as real:
+        try:
+            old = real.find_submission(opts.assignment, s.id)
+        except MissingEntry:
+            return
+        with Gradebook(f"sqlite:///{scratch_db}") as scratch:
+            scratch.update_or_create_student(s.key)
+            new = scratch.add_submission(opts.assignment, s.key, timestamp=old.timestamp)
+            theirs, mine = _grades(old), _grades(new)
+            for name, nb in mine["notebooks"].items():
+                if name in theirs["notebooks"]:
+                    nb.flagged = theirs["notebooks"][name].flagged
+            for key, g in mine["grades"].items():
+                if key in theirs["grades"]:
+                    t = theirs["grades"][key]
+                    g.auto_score, g.manual_score, g.extra_credit = t.auto_score, t.manual_score, t.extra_credit
+                    g.needs_manual_grade = t.needs_manual_grade
+            for key, c in mine["comments"].items():
+                if key in theirs["comments"]:
+                    c.auto_comment, c.manual_comment = (
+                        theirs["comments"][key].auto_comment,
+                        theirs["comments"][key].manual_comment,
+                    )
+            scratch.db.commit()
+
+
+def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> list[str]:
+    """Update ``s``'s submission in the real gradebook from its scratch gradebook, as nbgrader's autograde
+    updates a submission: the autograder's scores, comments, timestamp and late penalty replace the old ones;
+    what a person wrote (manual scores, manual comments, flags) is kept, and a manual score beside a changed
+    autograder score is marked for review. When the student could not be graded, its cells are marked for
+    manual grading (or 0, ``outcome.manual`` False). Returns the overrides to review."""
     import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
 
     warnings.filterwarnings("ignore", message=".*not in session.*")  # SQLAlchemy on nbgrader's add_submission
     scratch_db = work / "students" / s.key / "gradebook.db"
-    found = None
-    if outcome.graded and scratch_db.is_file():
-        src = Gradebook(f"sqlite:///{scratch_db}")
-        try:
-            found = src.find_submission(opts.assignment, s.key)
-        except MissingEntry:
-            found = None
+    review = []
+    src = Gradebook(f"sqlite:///{scratch_db}") if outcome.graded and scratch_db.is_file() else None
     try:
+        found = None
+        if src is not None:
+            try:
+                found = src.find_submission(opts.assignment, s.key)
+            except MissingEntry:
+                found = None
+        theirs = _grades(found)
         with Gradebook(real_db(opts)) as dst:
             dst.update_or_create_student(s.id)
             try:
-                dst.remove_submission(opts.assignment, s.id)
+                sub = dst.find_submission(opts.assignment, s.id)
             except MissingEntry:
-                pass
-        with Gradebook(real_db(opts)) as dst:
-            sub = dst.add_submission(opts.assignment, s.id, timestamp=found.timestamp if found else None)
-            theirs = {(nb.name, g.name): g for nb in (found.notebooks if found else []) for g in nb.grades}
-            comments = {(nb.name, c.name): c for nb in (found.notebooks if found else []) for c in nb.comments}
-            flagged = {nb.name: nb.flagged for nb in (found.notebooks if found else [])}
-            for nb in sub.notebooks:
-                nb.flagged = flagged.get(nb.name, False)
-                for g in nb.grades:
-                    t = theirs.get((nb.name, g.name))
-                    if t is None:  # nbgrader did not grade it: 0 (and an instructor should look)
-                        g.auto_score, g.needs_manual_grade = (None, True) if outcome.manual else (0.0, False)
-                    else:
-                        g.auto_score, g.manual_score = t.auto_score, t.manual_score
-                        g.extra_credit, g.needs_manual_grade = t.extra_credit, t.needs_manual_grade
-                for c in nb.comments:
-                    t = comments.get((nb.name, c.name))
-                    if t is not None:
-                        c.auto_comment, c.manual_comment = t.auto_comment, t.manual_comment
+                sub = dst.add_submission(opts.assignment, s.id)
+            if found is not None:
+                sub.timestamp = found.timestamp
+            mine = _grades(sub)
+            for name, nb in mine["notebooks"].items():
+                if name in theirs["notebooks"]:
+                    nb.late_submission_penalty = theirs["notebooks"][name].late_submission_penalty
+            for key, g in mine["grades"].items():
+                t = theirs["grades"].get(key)
+                before = g.auto_score
+                if t is None:  # nbgrader did not grade it: 0 (and an instructor should look)
+                    g.auto_score = None if outcome.manual else 0.0
+                    g.needs_manual_grade = outcome.manual or g.manual_score is not None
+                else:
+                    g.auto_score, g.extra_credit = t.auto_score, t.extra_credit
+                    g.needs_manual_grade = t.needs_manual_grade or g.manual_score is not None
+                if g.manual_score is not None and g.auto_score != before:
+                    review.append(
+                        f"a manual score on {key[0]}/{key[1]} ({g.manual_score:g}) was kept; the autograder now "
+                        f"gives {'nothing' if g.auto_score is None else f'{g.auto_score:g}'} (it gave "
+                        f"{'nothing' if before is None else f'{before:g}'}): review it"
+                    )
+            for key, c in mine["comments"].items():
+                if key in theirs["comments"]:
+                    c.auto_comment = theirs["comments"][key].auto_comment
             dst.db.commit()
     finally:
-        if found is not None:
+        if src is not None:
             src.close()
+    return review
+
+
+def late_submissions(opts: Options, students: list[str]) -> dict[str, dict[str, float]]:
+    """Who handed in after the due date, by how many seconds, and the penalty nbgrader's plugin gave."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    out = {}
+    with Gradebook(real_db(opts)) as gb:
+        for sid in students:
+            try:
+                sub = gb.find_submission(opts.assignment, sid)
+            except MissingEntry:
+                continue
+            if sub.total_seconds_late > 0:
+                penalty = sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks)
+                out[sid] = {"seconds_late": float(sub.total_seconds_late), "penalty": float(penalty)}
+    return out
 
 
 def gradebook_scores(opts: Options, students: list[str]) -> dict[str, list[tuple[str, str, float, float, bool]]]:
@@ -896,7 +998,7 @@ def _grade_class(opts: Options, source: Path) -> dict:
                 outcome = Outcome(s.id, False, f"grading crashed: {type(exc).__name__}: {exc}")
                 s.report = s.report or precheck.Report(s.id, problems=list(s.problems))
             extra = collect(opts, work, s, secret) if outcome.graded else []
-            merge(opts, s, outcome, work)  # one student at a time, from this process only
+            extra += merge(opts, s, outcome, work)  # one student at a time, from this process only
             (opts.out / "logs").mkdir(exist_ok=True)
             (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
             reasons = [r for r in [outcome.reason, *extra] if r]
@@ -982,6 +1084,7 @@ def summarize(
         },
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
+        "late": late_submissions(opts, [s.id for s in students]),
         "canary": canary,  # the instructor's solutions graded first: score, max_score, seconds (None: --no-canary)
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -1007,6 +1110,11 @@ def summary_text(summary: dict) -> str:
     lines += ["", "## Mean per graded cell (lowest first: what the class got wrong most)", ""]
     for cell, mean in sorted(summary["mean_per_cell"].items(), key=lambda kv: kv[1]):
         lines.append(f"{mean:6.2f}  {cell}")
+    if summary.get("late"):
+        lines += ["", f"## Late submissions ({len(summary['late'])})", ""]
+        for sid, late in summary["late"].items():
+            hours = late["seconds_late"] / 3600
+            lines.append(f"- {sid}: {hours:.1f} h late, penalty {late['penalty']:g}")
     lines += ["", f"## Students that need a look ({len(summary['review'])})", ""]
     for sid, why in summary["review"].items():
         lines.append(f"- {sid} ({summary['totals'].get(sid, 0):g}): " + "; ".join(why))
