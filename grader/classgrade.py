@@ -748,40 +748,40 @@ def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> list[str]:
     return review
 
 
-def late_submissions(opts: Options, students: list[str]) -> dict[str, dict[str, float]]:
-    """Who handed in after the due date, by how many seconds, and the penalty nbgrader's plugin gave."""
+def _submissions(opts: Options, students: list[str]):
+    """(student, submission) for each of ``students`` that the real gradebook has, while it is open."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    out = {}
     with Gradebook(real_db(opts)) as gb:
         for sid in students:
             try:
-                sub = gb.find_submission(opts.assignment, sid)
+                yield sid, gb.find_submission(opts.assignment, sid)
             except MissingEntry:
                 continue
-            if sub.total_seconds_late > 0:
-                penalty = sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks)
-                out[sid] = {"seconds_late": float(sub.total_seconds_late), "penalty": float(penalty)}
-    return out
+
+
+def late_submissions(opts: Options, students: list[str]) -> dict[str, dict[str, float]]:
+    """Who handed in after the due date, by how many seconds, and the penalty nbgrader's plugin gave."""
+    return {
+        sid: {
+            "seconds_late": float(sub.total_seconds_late),
+            "penalty": float(sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks)),
+        }
+        for sid, sub in _submissions(opts, students)
+        if sub.total_seconds_late > 0
+    }
 
 
 def gradebook_scores(opts: Options, students: list[str]) -> dict[str, list[tuple[str, str, float, float, bool]]]:
     """(notebook, cell, score, max_score, needs_manual_grade) of every graded cell of ``students``."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    out = {}
-    with Gradebook(real_db(opts)) as gb:
-        for sid in students:
-            try:
-                sub = gb.find_submission(opts.assignment, sid)
-            except MissingEntry:
-                continue
-            out[sid] = [
-                (nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
-                for nb in sub.notebooks
-                for g in nb.grades
-            ]
-    return out
+    return {
+        sid: [
+            (nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
+            for nb in sub.notebooks
+            for g in nb.grades
+        ]
+        for sid, sub in _submissions(opts, students)
+    }
 
 
 # ---------------------------------------------------------------------------------------------
