@@ -38,7 +38,8 @@ from grader import course
 
 pytestmark = pytest.mark.slow
 
-VENV_BIN = Path(sys.executable).parent
+VENV_BIN = Path(sys.executable).parent  # the hub itself (run as root) runs from this environment
+USER_PY = {"python": sys.executable}  # what the users' processes run: set by user_python()
 CHP = shutil.which("configurable-http-proxy")
 NOTEBOOK = "01_atomic_backprop"
 SCREENSHOTS = course.REPO / "docs" / "screenshots"
@@ -60,6 +61,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def user_python(root: Path) -> str:
+    """A Python every Unix user can run, with this environment's packages.
+
+    When this venv's interpreter lives where other users cannot reach it (pyenv under /root, mode 0700),
+    a venv is made from the system's Python of the same minor version that sees this venv's
+    site-packages (a .pth file), with its console scripts rewritten to that venv's python."""
+    probe = subprocess.run(
+        ["runuser", "-u", "nobody", "--", sys.executable, "-c", "import nbgrader"], capture_output=True
+    )
+    if probe.returncode == 0:
+        return sys.executable
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(version, path="/usr/bin:/usr/local/bin")
+    _need(system is not None, f"this venv's Python is not readable by other users and there is no /usr/bin/{version}")
+    venv = root / "venv"
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
+    here = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+    pth = venv / "lib" / version / "site-packages" / "zz-backprop-ninja-venv.pth"
+    pth.write_text(f"import site; site.addsitedir({here!r})\n")
+    python = venv / "bin" / "python"
+    for script in VENV_BIN.iterdir():
+        if script.is_file() and not script.is_symlink() and not (venv / "bin" / script.name).exists():
+            first = script.read_bytes()[:200].split(b"\n", 1)[0]
+            if first.startswith(b"#!") and b"python" in first:
+                body = script.read_text().split("\n", 1)[1]
+                (venv / "bin" / script.name).write_text(f"#!{python}\n{body}")
+                os.chmod(venv / "bin" / script.name, 0o755)
+    for shared in ("share", "etc"):  # nbconvert's templates, the Jupyter extensions' enablement and assets
+        (venv / shared).symlink_to(Path(sys.prefix) / shared)
+    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+    return str(python)
 
 
 class Users:
@@ -97,7 +131,7 @@ def as_user(user: str, *cmd: str, config: Path, cwd: Path | None = None, check: 
     env = [
         f"HOME={home}",
         f"USER={user}",
-        f"PATH={VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        f"PATH={Path(USER_PY['python']).parent}:/usr/local/bin:/usr/bin:/bin",
         f"JUPYTER_CONFIG_PATH={config}",
         f"BACKPROP_NINJA_NAMES={os.environ.get('BACKPROP_NINJA_NAMES', '')}",
     ]
@@ -114,12 +148,21 @@ def as_user(user: str, *cmd: str, config: Path, cwd: Path | None = None, check: 
 
 
 def nbgrader_as(user: str, *args: str, config: Path, **kw):
-    return as_user(user, str(VENV_BIN / "nbgrader"), *args, config=config, **kw)
+    return as_user(user, USER_PY["python"], "-m", "nbgrader", *args, config=config, **kw)
+
+
+PERMISSIONS = """
+# The instructor is not root: nbgrader's autograded files writable by their owner (nbgrader reads the
+# digits as octal; its default, 444, stops the class command from rewriting an autograded notebook).
+c.BaseConverter.permissions = 644
+"""
 
 
 def make_course(root: Path, instructor: str, config: Path) -> Path:
     """A course directory owned by the instructor (0700), the assignment generated and released by them."""
     c = course.new_course(root)
+    with open(c / "nbgrader_config.py", "a") as f:  # docs/jupyterhub.md: a non-root instructor grades
+        f.write(PERMISSIONS)
     subprocess.run(["chown", "-R", f"{instructor}:{instructor}", str(c)], check=True)
     os.chmod(c, 0o700)
     nbgrader_as(instructor, "generate_assignment", course.ASSIGNMENT, config=config, cwd=c)
@@ -177,6 +220,7 @@ def hub(tmp_path_factory):
     proc = None
     try:
         instructor, a, b = users.add("i"), users.add("a"), users.add("b")
+        USER_PY["python"] = user_python(root)
         port = free_port()
         env = {
             **os.environ,
@@ -192,7 +236,7 @@ def hub(tmp_path_factory):
             "BN_PROXY_COMMAND": CHP,
             "BN_GRADE_LIMIT": "1",  # the second graded submission within the window is held (limit tested at 1)
             "BN_GRADE_ARGS": "--interval 2 --workers 2 --autograde-arg=--cell-timeout=120",
-            "BN_PYTHON": sys.executable,
+            "BN_PYTHON": USER_PY["python"],
         }
         # the course exists before the hub starts its service there (made and released by the instructor)
         (root / "exchange").mkdir()
@@ -387,7 +431,7 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub, grad
         submit(user, config)
     state = root / "state"
     cmd = [
-        str(VENV_BIN / "python"),
+        USER_PY["python"],
         "-m",
         "grader.instructor.gradeonsubmit",
         "--course",
@@ -407,7 +451,7 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub, grad
 
     def start():
         return subprocess.Popen(
-            ["runuser", "-u", instructor, "--", "env", f"PATH={VENV_BIN}:/usr/bin:/bin", *cmd],
+            ["runuser", "-u", instructor, "--", "env", f"PATH={Path(USER_PY['python']).parent}:/usr/bin:/bin", *cmd],
             cwd=c,
             env={**os.environ, "HOME": pwd.getpwnam(instructor).pw_dir},
             stdout=subprocess.DEVNULL,

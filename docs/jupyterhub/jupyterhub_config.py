@@ -55,7 +55,7 @@ c.Authenticator.admin_users = {INSTRUCTOR}
 
 # -- the users' servers ------------------------------------------------------------------------------
 c.JupyterHub.spawner_class = "localprocess"
-c.Spawner.cmd = [str(Path(BIN) / "jupyterhub-singleuser")]
+c.Spawner.cmd = [PYTHON, "-m", "jupyterhub.singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 300  # a loaded machine starts JupyterLab slowly
 c.Spawner.http_timeout = 300
