@@ -75,8 +75,21 @@ def user_python(root: Path) -> str:
     if probe.returncode == 0:
         return sys.executable
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system = shutil.which(version, path="/usr/bin:/usr/local/bin")
-    _need(system is not None, f"this venv's Python is not readable by other users and there is no /usr/bin/{version}")
+    # the same interpreter (another patch release breaks compiled and regex-heavy packages: soupsieve),
+    # copied without its site-packages, its library path made relative (patchelf, a Debian package)
+    patchelf = shutil.which("patchelf")
+    _need(patchelf is not None, "patchelf is not installed (apt-get install patchelf; .ci/run installs it)")
+    base, copy = Path(sys.base_prefix), root / "python"
+    (copy / "bin").mkdir(parents=True)
+    (copy / "lib").mkdir()
+    shutil.copy2(Path(sys.executable).resolve(), copy / "bin" / version)
+    for lib in (base / "lib").glob("libpython*"):
+        shutil.copy2(lib, copy / "lib" / lib.name, follow_symlinks=False)
+    top = str(base / "lib" / version)
+    skip = {"site-packages", "test", "__pycache__", "idlelib", "tkinter", "ensurepip"}
+    shutil.copytree(top, copy / "lib" / version, symlinks=True, ignore=lambda d, names: skip & set(names))
+    subprocess.run([patchelf, "--set-rpath", "$ORIGIN/../lib", str(copy / "bin" / version)], check=True)
+    system = str(copy / "bin" / version)
     venv = root / "venv"
     subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
     here = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
@@ -92,7 +105,7 @@ def user_python(root: Path) -> str:
                 os.chmod(venv / "bin" / script.name, 0o755)
     for shared in ("share", "etc"):  # nbconvert's templates, the Jupyter extensions' enablement and assets
         (venv / shared).symlink_to(Path(sys.prefix) / shared)
-    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(venv), str(copy)], check=True)
     return str(python)
 
 
