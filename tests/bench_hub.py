@@ -67,7 +67,7 @@ def main() -> int:
         config.mkdir(mode=0o755)
         (config / "nbgrader_config.py").write_text(
             "c = get_config()  # noqa: F821\n"
-            f"c.CourseDirectory.course_id = 'bn-bench'\nc.Exchange.root = {str(exchange)!r}\n"
+            f"c.CourseDirectory.course_id = 'backprop-ninja'\nc.Exchange.root = {str(exchange)!r}\n"
         )
         c = th.make_course(root / "course", instructor, config)
         for s in students:
@@ -75,7 +75,7 @@ def main() -> int:
             th.answer_first_cell(Path(pwd.getpwnam(s).pw_dir) / course.ASSIGNMENT / f"{th.NOTEBOOK}.ipynb")
         py = th.USER_PY["python"]
         cmd = [py, "-m", "grader.instructor.gradeonsubmit", "--course", str(c), "--exchange", str(exchange)]
-        cmd += ["--course-id", "bn-bench", "--interval", "2", "--workers", str(args.workers)]
+        cmd += ["--course-id", "backprop-ninja", "--interval", "2", "--workers", str(args.workers)]
         service = subprocess.Popen(
             ["runuser", "-u", instructor, "--", "env", f"PATH={Path(py).parent}:/usr/bin:/bin", *cmd],
             cwd=c,
@@ -99,7 +99,9 @@ def main() -> int:
             for t in threads:
                 t.join()
             done: dict[str, float] = {}
-            cache = {s: Path(pwd.getpwnam(s).pw_dir) / ".local/share/jupyter/nbgrader_cache/bn-bench" for s in who}
+            cache = {
+                s: Path(pwd.getpwnam(s).pw_dir) / ".local/share/jupyter/nbgrader_cache/backprop-ninja" for s in who
+            }
             end = time.time() + timeout
             while len(done) < len(who) and time.time() < end:
                 for s in who:
@@ -109,7 +111,7 @@ def main() -> int:
                     secret = (sub / "submission_secret.txt").read_text()
                     page = (
                         exchange
-                        / "bn-bench"
+                        / "backprop-ninja"
                         / "feedback"
                         / f"{notebook_hash(secret=secret, notebook_id=th.NOTEBOOK)}.html"
                     )

@@ -432,7 +432,7 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub, grad
     config.mkdir()
     (config / "nbgrader_config.py").write_text(
         "c = get_config()  # noqa: F821\n"
-        f"c.CourseDirectory.course_id = 'bn-kill'\nc.Exchange.root = {str(exchange)!r}\n"
+        f"c.CourseDirectory.course_id = 'backprop-ninja'\nc.Exchange.root = {str(exchange)!r}\n"
     )
     os.chmod(root, 0o755)
     os.chmod(config, 0o755)
@@ -452,7 +452,7 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub, grad
         "--exchange",
         str(exchange),
         "--course-id",
-        "bn-kill",
+        "backprop-ninja",
         "--state",
         str(state),
         "--interval",
