@@ -408,7 +408,7 @@ def test_browser_student_sees_assignments_tab_and_feedback(hub, graded):
         page.wait_for_url(re.compile(rf"/user/{a}/lab"), timeout=300_000)
         page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click(timeout=300_000)
         expect(page.locator(".lm-Menu-itemLabel", has_text="Formgrader")).to_have_count(0)  # students: no formgrader
-        page.locator(".lm-Menu-itemLabel", has_text="Assignments").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Assignment List").first.click()
         expect(page.locator("body")).to_contain_text("Submitted assignments", timeout=120_000)
         expect(page.locator("body")).to_contain_text(course.ASSIGNMENT)
         page.wait_for_timeout(3000)
