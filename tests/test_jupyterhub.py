@@ -420,7 +420,7 @@ def test_browser_student_sees_assignments_tab_and_feedback(hub, graded):
         browser.close()
 
 
-def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub, graded):
+def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub):
     """The service run by hand (as the instructor) on a course of its own, SIGKILLed while grading, restarted."""
     instructor = hub["instructor"]
     root = hub["root"] / "kill"
@@ -443,6 +443,8 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub, grad
         nbgrader_as(user, "fetch_assignment", course.ASSIGNMENT, config=config)
         submit(user, config)
     state = root / "state"
+    state.mkdir()
+    subprocess.run(["chown", f"{instructor}:{instructor}", str(state)], check=True)
     cmd = [
         USER_PY["python"],
         "-m",
