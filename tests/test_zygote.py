@@ -161,14 +161,57 @@ def test_killing_the_client_kills_its_kernel(kernel):
         c.stop_channels()
 
 
+def host_pid(kernel, km) -> int:
+    """The PID on this machine of the kernel ``km`` started (not of its client): the kernel says its PID in its
+    own PID namespace, /proc/*/status (NSpid) maps it to the host's, the runtime folder in its environment
+    tells it from other sandboxes' processes."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        printed = []
+        kc.execute_interactive(
+            "import os; print(os.getpid())",
+            timeout=30,
+            output_hook=lambda m: printed.append(m["content"].get("text", "")),
+        )
+    finally:
+        kc.stop_channels()
+    inner = int("".join(printed).split()[0])
+    marker = f"JUPYTER_RUNTIME_DIR={kernel['run']}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            status = (proc / "status").read_text()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+        if nspid and int(nspid[-1]) == inner and marker in environ:
+            found.append(int(proc.name))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_the_whole_sandbox_dies_with_the_grading_process(kernel):
     km = started(kernel)
+    pid = host_pid(kernel, km)
+    assert running(pid)
     kernel["server"].kill()  # the grading process's stop: the zygote's launcher goes...
     kernel["server"].wait()
     deadline = time.monotonic() + 20
-    while km.is_alive() and time.monotonic() < deadline:  # ...and so does every kernel (its client exits)
+    while (running(pid) or km.is_alive()) and time.monotonic() < deadline:  # ...and so does every kernel
         time.sleep(0.1)
-    assert not km.is_alive()
+    assert not running(pid), "the kernel outlived its zygote"
+    assert not km.is_alive()  # and its client exited
     km.cleanup_resources()
 
 
