@@ -30,7 +30,8 @@ import nbformat
 import torch
 import torch.nn.functional as F
 
-from grader import course, training
+from grader import training
+from grader.instructor import course
 from grader.model import PARAM_NAMES
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT / "04_full_training.ipynb"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import course
+from grader.instructor import course
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT
 
@@ -35,5 +35,5 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=()) -> dict:
     return ns
 
 
-def student(student_id: str) -> course.Student:
+def student(student_id: str) -> course.DemoStudent:
     return next(s for s in course.demo_class() if s.id == student_id)

@@ -4,8 +4,9 @@ import pytest
 import torch
 from notebook_code import run_cells, student
 
-from grader import atomic, course
+from grader import atomic
 from grader.atomic import ORDER, Reference, check, cmp, reference, table, verify
+from grader.instructor import course
 
 STUDENTS = [
     s

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from notebook_code import SOURCE, run_cells
 
-from grader import course, fused
+from grader import fused
 from grader.checks import ATOL, relative_error
 from grader.fused import EXERCISES, SUITES, Network, check, cmp, expected, verify
+from grader.instructor import course
 
 NOTEBOOKS = {"logits": "02_fused_cross_entropy", "hprebn": "03_fused_batchnorm"}
 FUNCTIONS = {"logits": "cross_entropy_backward", "hprebn": "batchnorm_backward"}

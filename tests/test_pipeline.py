@@ -12,7 +12,7 @@ import sys
 import nbformat
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 STUDENTS = course.demo_class()
 

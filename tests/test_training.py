@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from notebook_code import run_cells
 
-from grader import course, training
+from grader import training
 from grader.checks import ATOL, relative_error
+from grader.instructor import course
 from grader.model import PARAM_NAMES
 
 NOTEBOOK = "04_full_training"

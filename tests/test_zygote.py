@@ -1,4 +1,4 @@
-"""grader/zygote.py: every kernel of a student forked from one sandboxed process that has imported torch.
+"""grader/autograde/zygote.py: every kernel of a student forked from one sandboxed process that has imported torch.
 
 The kernels must behave like the fresh kernels plain nbgrader starts (a new process per notebook, no state
 carried over, torch usable, unseeded draws that differ from kernel to kernel as between new Pythons), die
@@ -19,7 +19,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from grader import classgrade, sandbox, zygote
+from grader.autograde import sandbox, zygote
 
 
 @pytest.fixture(params=["sandbox", "no-sandbox"])
@@ -227,11 +227,10 @@ def test_preload_reads_the_notebooks_imports(tmp_path):
         ]
     )
     nbformat.write(nb, src / "n.ipynb")
-    opts = classgrade.Options(course=tmp_path, assignment="a", submissions=tmp_path, out=tmp_path)
-    assert classgrade.preload(opts) == ["numpy"]  # the cell with a magic is not Python: not read
+    assert zygote.preload(src) == ["numpy"]  # the cell with a magic is not Python: not read
     nb.cells[0].source = "import torch.nn.functional as F\nfrom matplotlib import pyplot"
     nbformat.write(nb, src / "n.ipynb")
-    assert classgrade.preload(opts) == ["torch", "numpy", "matplotlib"]
+    assert zygote.preload(src) == ["torch", "numpy", "matplotlib"]
     assert set(zygote.PRELOADABLE).isdisjoint({"grader"})
 
 
