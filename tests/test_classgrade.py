@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_course import TINY_ANSWERS, make_tiny_course
 
 from grader.autograde import feedback
 from grader.instructor import course
@@ -78,13 +79,14 @@ def build(root: Path, students) -> tuple[Path, Path]:
     return c, submitted
 
 
-def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, **kw):
-    cmd = [
+def command(c: Path, submitted: Path, out: Path, *extra, assignment: str = course.ASSIGNMENT) -> list[str]:
+    """``python -m grader autograde`` on ``submitted`` with 2 workers, no progress bar, and ``extra``."""
+    return [
         sys.executable,
         "-m",
         "grader",
         "autograde",
-        course.ASSIGNMENT,
+        assignment,
         str(submitted),
         "--course",
         str(c),
@@ -92,12 +94,21 @@ def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, **kw):
         str(out),
         "--workers",
         "2",
-        "--cell-timeout",
-        "20",
         "--no-progress",
         *extra,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env or course.tool_env(), timeout=1800, **kw)
+
+
+def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, assignment: str = course.ASSIGNMENT, timeout=1800):
+    """Run ``command`` (by default with a 20 s per-cell limit); return the finished process."""
+    extra = extra or ("--cell-timeout", "20")
+    return subprocess.run(
+        command(c, submitted, out, *extra, assignment=assignment),
+        capture_output=True,
+        text=True,
+        env=env or course.tool_env(),
+        timeout=timeout,
+    )
 
 
 class Server:
@@ -230,21 +241,7 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
     ]
     c, submitted = build(tmp_path, few)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "grader",
-        "autograde",
-        course.ASSIGNMENT,
-        str(submitted),
-        "--course",
-        str(c),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-        "--no-progress",
-    ]
+    cmd = command(c, submitted, out)
     proc = subprocess.Popen(
         cmd, env=course.tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -271,77 +268,6 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
         assert lost == course.expected_lost(s, cells, course.notebook_names(c))
 
 
-TINY_SOURCE = {
-    "cells": [
-        {"cell_type": "markdown", "metadata": {}, "source": "Write `square(x)`."},
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "outputs": [],
-            "id": "a1",
-            "metadata": {
-                "nbgrader": {
-                    "grade": False,
-                    "grade_id": "square",
-                    "locked": False,
-                    "schema_version": 3,
-                    "solution": True,
-                    "task": False,
-                }
-            },
-            "source": "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
-        },
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "outputs": [],
-            "id": "t1",
-            "metadata": {
-                "nbgrader": {
-                    "grade": True,
-                    "grade_id": "test_square",
-                    "locked": True,
-                    "points": 2,
-                    "schema_version": 3,
-                    "solution": False,
-                    "task": False,
-                }
-            },
-            "source": "assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-4) == 16\n### END HIDDEN TESTS",
-        },
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "outputs": [],
-            "id": "t2",
-            "metadata": {
-                "nbgrader": {
-                    "grade": True,
-                    "grade_id": "test_square_zero",
-                    "locked": True,
-                    "points": 1,
-                    "schema_version": 3,
-                    "solution": False,
-                    "task": False,
-                }
-            },
-            "source": "assert square(0) == 0",
-        },
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
-TINY_ANSWERS = {
-    "alice": "def square(x):\n    return x ** 2",
-    "bob": "def square(x):\n    return 3 * x",
-    "carol": "def square(x):\n    return abs(x) * 3 if x > 0 else x * x",
-}
-
-
 def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     from nbgrader.api import Gradebook
 
@@ -349,27 +275,7 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(mine, plain)
     course.nbgrader(plain, "autograde", "hw1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader",
-            "autograde",
-            "hw1",
-            str(mine / "submitted"),
-            "--course",
-            str(mine),
-            "--out",
-            str(tmp_path / "out"),
-            "--workers",
-            "2",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=course.tool_env(),
-        timeout=900,
-    )
+    proc = autograde(mine, mine / "submitted", tmp_path / "out", "--cell-timeout", "120", assignment="hw1", timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def totals(root):
@@ -387,48 +293,17 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     assert "square(-4)" not in feedback and "square(3) == 9" in feedback.text(feedback)
 
 
-def make_tiny_course(root: Path, answers: dict[str, str]) -> Path:
-    (root / "source" / "hw1").mkdir(parents=True)
-    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(TINY_SOURCE))
-    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
-    course.nbgrader(root, "generate_assignment", "hw1", "--force")
-    release = json.loads((root / "release" / "hw1" / "squares.ipynb").read_text())
-    for student, answer in answers.items():
-        nb = json.loads(json.dumps(release))
-        nb["cells"][1]["source"] = answer
-        (root / "submitted" / student / "hw1").mkdir(parents=True)
-        (root / "submitted" / student / "hw1" / "squares.ipynb").write_text(json.dumps(nb))
-    return root
-
-
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
     c = make_tiny_course(
         tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"], "stuck": "import time\nwhile True:\n    time.sleep(1)"}
     )
     start = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader",
-            "autograde",
-            "hw1",
-            str(c / "submitted"),
-            "--course",
-            str(c),
-            "--out",
-            str(tmp_path / "out"),
-            "--workers",
-            "2",
-            "--no-progress",
-            "--cell-timeout",
-            "600",
-            "--student-timeout",
-            "45",
-        ],
-        capture_output=True,
-        text=True,
-        env=course.tool_env(),
+    proc = autograde(
+        c,
+        c / "submitted",
+        tmp_path / "out",
+        *("--cell-timeout", "600", "--student-timeout", "45"),
+        assignment="hw1",
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
