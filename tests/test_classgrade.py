@@ -33,7 +33,8 @@ STUDENTS = [
     for s in course.demo_class(sandbox_only=True)
     if s.sandbox_only or s.id in KEEP
 ]
-pytestmark = pytest.mark.usefixtures("sandbox_required")  # every test here grades in the sandbox
+# every test here grades (slow), in the sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
 
 

@@ -31,6 +31,8 @@ IDS = (
     "dcounts-not-accumulated",
 )
 
+pytestmark = pytest.mark.slow  # a real nbgrader run of a class
+
 
 def postgres_bin() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))

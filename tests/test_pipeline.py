@@ -16,6 +16,8 @@ from grader.instructor import course
 
 STUDENTS = course.demo_class()
 
+pytestmark = pytest.mark.slow  # a real nbgrader run of a class
+
 
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory):
