@@ -290,8 +290,8 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     assert set(expected) == set(TINY_ANSWERS)
     assert expected["alice"][("squares", "test_square")] == 2 and expected["bob"][("squares", "test_square")] == 0
     assert totals(mine) == expected
-    feedback = (tmp_path / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
-    assert "square(-4)" not in feedback and "square(3) == 9" in feedback.text(feedback)
+    page = (tmp_path / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
+    assert "square(-4)" not in page and "square(3) == 9" in feedback.text(page)
 
 
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
