@@ -35,7 +35,13 @@ STUDENTS = [
 ]
 # every test here grades (slow), in the sandbox
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
-HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
+HOSTILE = [
+    "deletes-the-gradebook",
+    "rewrites-another-submission",
+    "connects-to-localhost",
+    "edits-the-grader",
+    "plants-symlinks",
+]
 
 
 def digest(path: Path) -> str:
@@ -80,6 +86,9 @@ def build(root: Path, students) -> tuple[Path, Path]:
     return c, submitted
 
 
+QUICK = ("--cell-timeout", "20")  # the demo class's notebook 01 takes a few seconds a cell
+
+
 def command(c: Path, submitted: Path, out: Path, *extra, assignment: str = course.ASSIGNMENT) -> list[str]:
     """``python -m grader autograde`` on ``submitted`` with 2 workers, no progress bar, and ``extra``."""
     return [
@@ -101,8 +110,7 @@ def command(c: Path, submitted: Path, out: Path, *extra, assignment: str = cours
 
 
 def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, assignment: str = course.ASSIGNMENT, timeout=1800):
-    """Run ``command`` (by default with a 20 s per-cell limit); return the finished process."""
-    extra = extra or ("--cell-timeout", "20")
+    """Run ``command``; return the finished process."""
     return subprocess.run(
         command(c, submitted, out, *extra, assignment=assignment),
         capture_output=True,
@@ -139,11 +147,13 @@ def graded(tmp_path_factory):
         "gradebook": digest(c / "gradebook.db"),
         "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
         "grader": grader_files(),
+        "modes": {p: p.stat().st_mode for p in [c / "gradebook.db", *c.rglob("source/**/*")]},
+        "source": {p: digest(p) for p in c.rglob("source/**/*.ipynb")},
     }
     server = Server()
     env = course.tool_env()
     env["BN_DEMO_PORT"] = str(server.port)
-    proc = autograde(c, submitted, root / "out", env=env)
+    proc = autograde(c, submitted, root / "out", *QUICK, env=env)
     return root, c, submitted, proc, before, server
 
 
@@ -224,7 +234,7 @@ def test_grades_csv_has_every_total(graded, scores):
 
 def test_a_second_run_changes_nothing(graded, scores):
     root, c, submitted = graded[0], graded[1], graded[2]
-    proc = autograde(c, submitted, root / "out")
+    proc = autograde(c, submitted, root / "out", *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert summary["graded_now"] == 0 and summary["skipped_already_graded"] == len(STUDENTS)
@@ -332,3 +342,24 @@ def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_
     demo = [s for s in course.demo_class(sandbox_only=True) if s.demo]
     assert demo and all(re.search(rf"^{re.escape(s.id)} ", proc.stdout, re.M) for s in demo)
     assert (root / "autograde" / "summary.md").is_file() and (root / "autograde" / "grades.csv").is_file()
+
+
+def test_the_canary_gave_the_solutions_full_marks_before_anyone_was_graded(graded):
+    summary = json.loads((graded[0] / "out" / "summary.json").read_text())
+    assert summary["canary"]["score"] == summary["canary"]["max_score"] > 0
+    assert "canary: the instructor's solutions got" in graded[3].stdout
+
+
+def test_links_a_kernel_plants_are_never_followed(graded, scores):
+    """plants-symlinks: nothing of what it linked to came back, was chmod'ed, or was written through."""
+    root, c, _, _, before, _ = graded
+    assert {p: p.stat().st_mode for p in before["modes"]} == before["modes"]
+    assert {p: digest(p) for p in c.rglob("source/**/*.ipynb")} == before["source"]
+    for kind, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
+        for s in STUDENTS:
+            folder = root / "out" / kind / s.id
+            for path in folder.rglob("*") if folder.is_dir() else []:
+                assert not path.is_symlink(), path
+                assert path.is_dir() or (path.is_file() and path.suffix == suffix), path
+    notebook = root / "out" / "autograded" / "plants-symlinks" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert notebook.is_file() and not notebook.is_symlink() and notebook.read_text().startswith("{")

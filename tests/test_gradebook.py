@@ -76,7 +76,7 @@ def test_merge_replaces_a_students_submission_and_scores_reads_it(book):
     for _ in range(2):  # a second merge replaces the first: nothing counted twice
         gradebook.merge(real, "hw1", "ann", scratch, manual=True)
     assert gradebook.scores(real, "hw1") == {
-        "ann": [CellScore("nb", "t1", 2.0, 2.0, False), CellScore("nb", "t2", 0.0, 1.0, False)]
+        "ann": [CellScore("nb", "t1", 2.0, 2.0, False, 2.0, True), CellScore("nb", "t2", 0.0, 1.0, False, 0.0, True)]
     }
 
 

@@ -28,7 +28,7 @@ def test_every_option_reaches_options():
         parse(
             *("hw1", "subs", "--course", "c", "--out", "o", "--workers", "3", "--no-sandbox"),
             *("--db-url", "postgresql://x/y", "--shard", "2/3", "--cell-timeout", "7", "--student-timeout", "8"),
-            *("--memory-gb", "0.5", "--force", "--no-progress", "--fresh-kernels"),
+            *("--memory-gb", "0.5", "--force", "--no-progress", "--fresh-kernels", "--no-canary"),
         )
     )
     assert opts == Options(
@@ -46,6 +46,7 @@ def test_every_option_reaches_options():
         force=True,
         progress=False,
         zygote=False,
+        canary=False,
     )
     # every field but the one run() fills in is settable from the command line
     changed = {

@@ -5,7 +5,7 @@ import zipfile
 import nbformat
 
 from grader.autograde.options import Options
-from grader.autograde.submissions import digest, discover, in_shard, unzip
+from grader.autograde.submissions import STUDENT_ID, digest, discover, in_shard, safe_key, unzip
 from grader.instructor import course
 
 RELEASE = course.REPO / "release" / course.ASSIGNMENT
@@ -75,10 +75,18 @@ def test_nbgraders_layout_with_a_timestamp_a_stray_file_and_a_missing_folder(tmp
     assert students["cy"].files == {} and "no folder backprop_ninja/" in students["cy"].problems[0]
 
 
-def test_a_student_id_nbgrader_cannot_use_is_skipped(tmp_path, capsys):
-    root = nbgrader_layout(tmp_path / "submitted", {"ok": [NB], "no way": [NB]})
-    assert [s.id for s in discover(options(root, tmp_path), tmp_path / "work")] == ["ok"]
-    assert "not a usable student id" in capsys.readouterr().err
+def test_an_odd_folder_name_is_graded_under_a_safe_key(tmp_path):
+    root = nbgrader_layout(tmp_path / "submitted", {"ok": [NB], "Jane Doe": [NB], ".dotted": [NB]})
+    (root / ".ipynb_checkpoints").mkdir()  # never a student
+    (root / "link").symlink_to(root / "ok")  # nor a link
+    students = {s.id: s for s in discover(options(root, tmp_path), tmp_path / "work")}
+    assert set(students) == {"ok", "Jane Doe", ".dotted"}
+    assert students["ok"].key == "ok" and students["ok"].problems == []
+    for odd in ("Jane Doe", ".dotted"):
+        key = students[odd].key
+        assert key == safe_key(odd) and STUDENT_ID.match(key) and key != odd
+        assert f"graded as {key}" in students[odd].problems[0]
+    assert safe_key("Jane Doe") != safe_key("Jane_Doe") and safe_key("josé").startswith("jose-")
 
 
 def test_the_digest_changes_with_any_file_or_the_timestamp(tmp_path):

@@ -21,6 +21,7 @@ def test_summarize_reads_the_gradebook_and_the_ledger(tmp_path, monkeypatch):
         return {s: found[s] for s in students if s in found}
 
     monkeypatch.setattr(summary, "scores", scores)
+    monkeypatch.setattr(summary, "late_submissions", lambda db, assignment, students: {})
     opts = Options(assignment="hw1", submissions=tmp_path, course=tmp_path, out=tmp_path, workers=3)
     ledger = Ledger(tmp_path / "ledger.jsonl")
     ledger.add({"student": "bob", "graded": True, "reasons": ["stopped"], "problems": [], "repairs": ["fixed"]})

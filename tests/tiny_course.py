@@ -77,15 +77,22 @@ TINY_ANSWERS = {
 }
 
 
-def make_tiny_course(root: Path, answers: dict[str, str]) -> Path:
+def make_tiny_course(
+    root: Path, answers: dict[str, str], source: dict = TINY_SOURCE, config: str = "", files: dict | None = None
+) -> Path:
+    """A one-notebook course (hw1/squares), released, with a submission per student; ``config``: more lines
+    of its nbgrader_config.py, ``files``: more files of the course (path -> bytes), both before the release."""
     (root / "source" / "hw1").mkdir(parents=True)
-    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(TINY_SOURCE))
-    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
+    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(source))
+    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n' + config)
+    for path, data in (files or {}).items():
+        (root / path).write_bytes(data)
     course.nbgrader(root, "generate_assignment", "hw1", "--force")
     release = json.loads((root / "release" / "hw1" / "squares.ipynb").read_text())
     for student, answer in answers.items():
         nb = json.loads(json.dumps(release))
-        nb["cells"][1]["source"] = answer
+        (answer_cell,) = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "square"]
+        answer_cell["source"] = answer
         (root / "submitted" / student / "hw1").mkdir(parents=True)
         (root / "submitted" / student / "hw1" / "squares.ipynb").write_text(json.dumps(nb))
     return root

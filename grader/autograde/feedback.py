@@ -11,14 +11,15 @@ preprocessors to nbgrader's own:
   traceback quotes the hidden test that failed, so the feedback keeps only its last line; the autograded
   notebook keeps the whole traceback.
 
-After grading, ``collect`` copies both into ``--out`` and withholds any feedback page in which a line of
-a hidden test still appears (``hidden_lines``); ``notes`` tells the instructor which cells were cut or
-ran into a limit.
+After grading, ``collect`` copies both into ``--out`` (regular files only, never following a link) and
+withholds any feedback page in which a line of a hidden test still appears (``hidden_lines``); ``notes``
+tells the instructor which cells were cut or ran into a limit.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 from pathlib import Path
@@ -30,6 +31,7 @@ from traitlets import Integer
 from ..cells import grade_id, has_hidden_tests, hidden_test_lines
 
 MAX_OUTPUT_CHARS = 20_000  # per output in the autograded notebook and feedback (LimitOutput counts lines)
+MAX_COPIED = 50 * 2**20  # the largest notebook or feedback page copied into --out
 
 
 def _stream_note(n: int) -> str:
@@ -139,16 +141,41 @@ def hidden_lines(source: Path) -> set[str]:
     return lines
 
 
+def copy_regular_files(src: Path, dst: Path, suffix: str, cap: int = MAX_COPIED) -> list[str]:
+    """Copy the regular ``*suffix`` files of ``src`` (not its subfolders) into ``dst``; return what was refused.
+
+    Nothing is followed: a symlink, a FIFO or a device is refused, each file is opened with O_NOFOLLOW
+    and copied from that descriptor, and a file over ``cap`` bytes is refused."""
+    refused = []
+    dst.mkdir(parents=True, exist_ok=True)
+    with os.scandir(src) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not entry.name.endswith(suffix):
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                refused.append(f"{entry.name}: not a regular file, not copied")
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > cap:
+                    refused.append(f"{entry.name}: {size / 2**20:.0f} MB, over the {cap // 2**20} MB limit, not copied")
+                    continue
+                (dst / entry.name).write_bytes(f.read())
+    return refused
+
+
 def collect(autograded: Path, feedback: Path, out: Path, student: str, assignment: str, secret: set[str]) -> list[str]:
-    """Copy a student's ``autograded`` notebooks and ``feedback`` pages into ``out``; withhold every page that
-    shows a line of ``secret`` (``hidden_lines``) and say so."""
+    """Copy a student's ``autograded`` notebooks and ``feedback`` pages (nothing else, nothing followed:
+    ``copy_regular_files``) into ``out/<kind>/<student>/<assignment>/``; withhold every page that shows a line
+    of ``secret`` (``hidden_lines``) and say so."""
     problems = []
-    for kind, src in (("autograded", autograded), ("feedback", feedback)):
+    for kind, src, suffix in (("autograded", autograded, ".ipynb"), ("feedback", feedback, ".html")):
         dst = out / kind / student / assignment
         if dst.exists():
             shutil.rmtree(dst)
-        if src.is_dir():
-            shutil.copytree(src, dst)
+        if src.is_dir() and not src.is_symlink():
+            problems += [f"{kind}/{why}" for why in copy_regular_files(src, dst, suffix)]
     for page in sorted((out / "feedback" / student / assignment).glob("*.html")):
         shown = text(page.read_text(encoding="utf-8", errors="replace"))
         leaked = [line for line in secret if line in shown]

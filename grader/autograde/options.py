@@ -32,6 +32,7 @@ class Options:
     shard: tuple[int, int] = (1, 1)
     progress: bool = True
     force: bool = False
+    canary: bool = True  # grade the instructor's solution notebooks first; refuse the class unless full marks
     zygote: bool = True  # kernels forked from a per-student zygote (autograde/zygote.py); False: a new Python each
     preload: list[str] = field(default_factory=list)  # what the zygote imports (set by run(): see zygote.preload())
 
@@ -99,6 +100,12 @@ def add_arguments(p) -> None:
         help="start every kernel as a new Python, as plain nbgrader does (slower), instead of forking it "
         "from the student's sandboxed process that has imported torch once (grader/autograde/zygote.py)",
     )
+    p.add_argument(
+        "--no-canary",
+        action="store_true",
+        help="do not grade the instructor's solution notebooks first (the canary that refuses to grade a class "
+        "where they would not get full marks); for a course whose source/ has no solutions",
+    )
 
 
 def from_args(args) -> Options:
@@ -118,4 +125,5 @@ def from_args(args) -> Options:
         progress=not args.no_progress,
         force=args.force,
         zygote=not args.fresh_kernels,
+        canary=not args.no_canary,
     )

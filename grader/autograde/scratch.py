@@ -3,10 +3,11 @@
 The run's work folder (``--out``/work) holds a *template* (the assignment's source/ and a gradebook that
 knows it, made once by ``nbgrader generate_assignment``) and one scratch course per student being
 graded, ``Scratch``: a copy of the template, the student's checked notebooks in submitted/, its own
-SQLite gradebook, its sandboxed kernelspec in share/, and a short runtime folder under /tmp for the
-kernels' sockets. Each scratch course's nbgrader_config.py loads the course's, then the grading
-overrides (``CONFIG``): the sandboxed kernel, the timeouts, and the preprocessors of
-``grader.autograde.feedback``.
+SQLite gradebook, the kernel's private working folder kernel/, its sandboxed kernelspec in share/, and
+a short runtime folder under /tmp for the kernels' sockets. A student's scratch course is named by its
+key (``submissions.Student.key``: its id, or a safe name for an odd one). Each scratch course's
+nbgrader_config.py loads the course's, then the grading overrides (``CONFIG``): the sandboxed kernel,
+the timeouts, and the preprocessors of ``grader.autograde.feedback``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 
 from .. import paths
 from . import sandbox
-from .gradebook import db_lock, real_db
+from .gradebook import copy_duedate, db_lock, real_db
 from .options import GradingError, Options
-from .worker import run_nbgrader, tool_env
+from .worker import course_env, run_nbgrader
 
 CONFIG = """\
 # Written by python -m grader autograde: the course's configuration, then the grading overrides.
@@ -69,6 +70,10 @@ def make_template(opts: Options, work: Path) -> Path:
         shutil.rmtree(template)
     template.mkdir(parents=True)
     shutil.copytree(opts.source, template / "source" / opts.assignment)
+    # what the course's config may name beside the assignments: source/header.ipynb, a footer, shared files
+    for path in (opts.course / "source").iterdir():
+        if path.is_file() and not path.is_symlink():
+            shutil.copy2(path, template / "source" / path.name)
     write_config(template, opts, f"sqlite:///{template / 'gradebook.db'}")
 
     def generate(db: str | None) -> None:
@@ -76,7 +81,7 @@ def make_template(opts: Options, work: Path) -> Path:
         if db:  # into a release folder of its own: the two run at once
             args += [f"--CourseDirectory.db_url={db}", "--CourseDirectory.release_directory=release-db"]
         with db_lock(db or ""):
-            proc = run_nbgrader(template, *args)
+            proc = run_nbgrader(template, *args, env=course_env(opts.course))
         if proc.returncode != 0:
             raise GradingError(
                 f"nbgrader generate_assignment {opts.assignment} failed"
@@ -87,6 +92,7 @@ def make_template(opts: Options, work: Path) -> Path:
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(generate, None), pool.submit(generate, real_db(opts))]:
             done.result()
+    copy_duedate(real_db(opts), opts.assignment, template / "gradebook.db")
     return template
 
 
@@ -120,6 +126,11 @@ class Scratch:
         return self.root / "feedback" / self.student / self.assignment
 
     @property
+    def kernel(self) -> Path:
+        """The kernel's working folder, seen inside the sandbox at ``autograded``'s path (``kernelspec``)."""
+        return self.root / "kernel"
+
+    @property
     def gradebook(self) -> Path:
         return self.root / "gradebook.db"
 
@@ -145,6 +156,9 @@ class Scratch:
         if timestamp:
             (self.submitted / "timestamp.txt").write_text(timestamp)
         self.autograded.mkdir(parents=True)
+        # the kernel starts with what nbgrader puts beside the notebooks: the source's other files (data, images)
+        ignore = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", "*.pyc")
+        shutil.copytree(self.root / "source" / self.assignment, self.kernel, ignore=ignore, symlinks=True)
 
     def remove(self) -> None:
         if self.root.exists():
@@ -163,8 +177,12 @@ class Scratch:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     def kernelspec(self, opts: Options, run_dir: Path) -> Path:
-        """This student's sandboxed kernelspec (``sandbox.kernelspec``) in ``share``: writable only its
-        autograded folder and ``run_dir``; the instructor's folders hidden."""
+        """This student's sandboxed kernelspec (``sandbox.kernelspec``) in ``share``: the instructor's folders
+        hidden; writable only ``run_dir`` and the kernel's own working folder (``kernel``), seen at the
+        autograded folder's path (nbgrader's working folder): whatever the kernel writes there (a symlink to
+        the gradebook, a notebook replaced by a link, a huge file) lands in ``kernel``, which the grading
+        process never reads, follows or copies; nbgrader writes the autograded notebooks into the real
+        folder, which the kernel cannot see."""
         hidden = [
             opts.course / "source",
             opts.course / "gradebook.db",
@@ -182,9 +200,10 @@ class Scratch:
             self.share,
             sandbox=opts.sandbox,
             memory_bytes=opts.memory,
-            writable=[self.autograded.parent],
+            writable=[],
             hidden=hidden,
             runtime=run_dir,
+            private={self.kernel: self.autograded},
             zygote=opts.preload if opts.zygote else None,
             env={
                 "HOME": str(run_dir / "home"),
@@ -193,11 +212,12 @@ class Scratch:
             },
         )
 
-    def env(self, run_dir: Path) -> dict[str, str]:
-        """The grading process's environment: nbgrader's, the kernelspec on JUPYTER_PATH; the kernel manager
-        writes the connection file with tempfile, so into the runtime folder."""
+    def env(self, course: Path, run_dir: Path) -> dict[str, str]:
+        """The grading process's environment: nbgrader's in ``course`` (``worker.course_env``), the kernelspec
+        on JUPYTER_PATH; the kernel manager writes the connection file with tempfile, so into the runtime
+        folder."""
         return {
-            **tool_env(),
+            **course_env(course),
             "JUPYTER_PATH": str(self.share),
             "JUPYTER_RUNTIME_DIR": str(run_dir),
             "TMPDIR": str(run_dir),

@@ -1,13 +1,13 @@
 """Finding a class's submissions: nbgrader's ``<student>/<assignment>/`` layout or a flat folder of
 ``<student>.ipynb`` / ``<student>.zip``; zip archives unpacked safely; each ``Student``'s digest (what the
-ledger compares to know whether a submission changed); sharding (``--shard I/K``)."""
+ledger compares to know whether a submission changed) and key (its id as a safe path); sharding
+(``--shard I/K``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import sys
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -21,19 +21,35 @@ from .precheck import Report
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9_.@+-]*$")
 MAX_UNZIPPED = 200 * 2**20
+# Folders of a submissions folder that are never a student's (editors and archivers leave them).
+NOT_STUDENTS = {".ipynb_checkpoints", "__MACOSX", ".DS_Store", ".git", "__pycache__"}
+
+
+def safe_key(name: str) -> str:
+    """A plain id for a folder name that is not one (``Jane Doe``, ``josé``, ``.dotted``): ASCII letters,
+    digits and ``_.@+-``, then 8 hex digits of the name's hash so that two names never share one."""
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_.@+-]+", "_", ascii_name).lstrip(".-") or "student"
+    return f"{slug[:40]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 @dataclass
 class Student:
     """One student's submission, as found (before the prechecks)."""
 
-    id: str
+    id: str  # the folder's (or file's) name: the id in the real gradebook, the ledger, the summary and the CSV
     files: dict[str, Path] = field(default_factory=dict)  # notebook name -> handed-in file
     problems: list[str] = field(default_factory=list)
     timestamp: str | None = None
     raw: list[Path] = field(default_factory=list)  # every file handed in, usable or not (for the digest)
     digest: str = ""
     report: Report | None = None  # the prechecks' (set when the student is graded)
+    key: str = ""  # the id as a path and inside the scratch course: the id itself when plain, else safe_key(id)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or (self.id if STUDENT_ID.match(self.id) else safe_key(self.id))
 
 
 def digest(raw: list[Path], timestamp: str | None) -> str:
@@ -139,19 +155,22 @@ def discover(opts: Options, work: Path) -> list[Student]:
     students: dict[str, Student] = {}
     nbgrader_layout = any((d / opts.assignment).is_dir() for d in root.iterdir() if d.is_dir())
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name in NOT_STUDENTS or entry.is_symlink():
             continue
         if nbgrader_layout:
-            if entry.is_dir():
+            if entry.is_dir() and (not entry.name.startswith(".") or (entry / opts.assignment).is_dir()):
                 s = students.setdefault(entry.name, Student(entry.name))
                 _from_folder(s, entry / opts.assignment, opts.assignment, notebooks)
         elif entry.suffix in (".ipynb", ".zip") and entry.is_file():
             _from_file(students.setdefault(entry.stem, Student(entry.stem)), entry, work / "unzipped", notebooks)
     out = []
     for s in students.values():
-        if not STUDENT_ID.match(s.id):
-            print(f"skipped {s.id!r}: not a usable student id (letters, digits, _.@+- only)", file=sys.stderr)
-            continue
+        if s.key != s.id:
+            s.problems.append(
+                f"graded as {s.key}: the folder name {s.id!r} is not a plain student id (letters, digits, _.@+-), "
+                f"so its scratch course, feedback/{s.key}/, autograded/{s.key}/ and logs/{s.key}.log use that name; "
+                f"the gradebook, grades.csv and the summary use {s.id!r}"
+            )
         s.digest = digest(s.raw, s.timestamp)
         out.append(s)
     return [s for s in out if in_shard(s.id, opts.shard)]

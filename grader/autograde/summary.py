@@ -5,14 +5,24 @@ from __future__ import annotations
 import json
 import statistics
 
-from .gradebook import real_db, scores
+from .gradebook import late_submissions, real_db, scores
 from .ledger import Ledger
 from .options import Options
 
 
-def summarize(opts: Options, students: list, ledger: Ledger, graded: int, skipped: int, seconds: float) -> dict:
-    """The run's summary from the gradebook and the ledger; also written to ``opts.out``."""
-    found = scores(real_db(opts), opts.assignment, [s.id for s in students])
+def summarize(
+    opts: Options,
+    students: list,
+    ledger: Ledger,
+    graded: int,
+    skipped: int,
+    seconds: float,
+    canary: dict | None = None,
+) -> dict:
+    """The run's summary from the gradebook, the ledger and the canary's result (None: --no-canary); also
+    written to ``opts.out``."""
+    db, ids = real_db(opts), [s.id for s in students]
+    found = scores(db, opts.assignment, ids)
     totals = {sid: (sum(c.score for c in cells), sum(c.max_score for c in cells)) for sid, cells in found.items()}
     per_cell: dict[tuple[str, str], list[float]] = {}
     for cells in found.values():
@@ -53,6 +63,8 @@ def summarize(opts: Options, students: list, ledger: Ledger, graded: int, skippe
         },
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
+        "late": late_submissions(db, opts.assignment, ids),
+        "canary": canary,  # the instructor's solutions graded first: score, max_score, seconds (None: --no-canary)
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "summary.md").write_text(summary_text(summary))
@@ -68,6 +80,8 @@ def summary_text(summary: dict) -> str:
         "",
         f"mean {summary['mean']} / {summary['max_score']}, median {summary['median']}",
         "",
+        _canary_line(summary.get("canary")),
+        "",
         "## Score distribution",
         "",
     ]
@@ -76,7 +90,21 @@ def summary_text(summary: dict) -> str:
     lines += ["", "## Mean per graded cell (lowest first: what the class got wrong most)", ""]
     for cell, mean in sorted(summary["mean_per_cell"].items(), key=lambda kv: kv[1]):
         lines.append(f"{mean:6.2f}  {cell}")
+    if summary.get("late"):
+        lines += ["", f"## Late submissions ({len(summary['late'])})", ""]
+        for sid, late in summary["late"].items():
+            hours = late["seconds_late"] / 3600
+            lines.append(f"- {sid}: {hours:.1f} h late, penalty {late['penalty']:g}")
     lines += ["", f"## Students that need a look ({len(summary['review'])})", ""]
     for sid, why in summary["review"].items():
         lines.append(f"- {sid} ({summary['totals'].get(sid, 0):g}): " + "; ".join(why))
     return "\n".join(lines) + "\n"
+
+
+def _canary_line(canary: dict | None) -> str:
+    if canary is None:
+        return "canary: skipped (--no-canary): the instructor's solutions were not graded first"
+    return (
+        f"canary: the instructor's solutions got {canary['score']:g}/{canary['max_score']:g} "
+        f"before anyone was graded ({canary['seconds']:g} s)"
+    )

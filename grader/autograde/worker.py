@@ -149,6 +149,15 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+def course_env(course: Path) -> dict[str, str]:
+    """The environment of nbgrader's processes: tool_env() and the course directory on PYTHONPATH, as when
+    nbgrader runs in the course (a plugin or preprocessor that the course's nbgrader_config.py names by
+    its module is importable from the scratch courses too)."""
+    env = tool_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(course), env.get("PYTHONPATH", "")] if p)
+    return env
+
+
 def _forkserver():
     """The ``multiprocessing`` context whose fork server has imported nbgrader (``PRELOAD``)."""
     ctx = multiprocessing.get_context("forkserver")

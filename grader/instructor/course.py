@@ -21,7 +21,7 @@ import nbformat
 from ..autograde.gradebook import CellScore
 from ..autograde.gradebook import scores as gradebook_scores
 from ..autograde.worker import tool_env
-from ..cells import grade_id, nbgrader_meta, without_solution_markers
+from ..cells import SOLUTION_MARKERS, grade_id, nbgrader_meta, without_solution_markers  # noqa: F401 (SOLUTION_MARKERS: re-exported)
 from ..paths import REPO
 
 ASSIGNMENT = "backprop_ninja"

@@ -29,11 +29,9 @@ def add_arguments(demo) -> None:
 
 def _class_command(root: Path, no_sandbox: bool) -> int:
     """Grade ``root/submitted`` with ``python -m grader autograde`` (its options' defaults, but the demo's)."""
-    from .. import data
     from ..autograde import cli
     from ..autograde.options import Options
 
-    data.names_path()  # the sandbox has no network: fetch the data set now if it is not on disk yet
     opts = Options(
         assignment=course.ASSIGNMENT,
         submissions=root / "submitted",
@@ -49,6 +47,12 @@ def _class_command(root: Path, no_sandbox: bool) -> int:
 
 def cmd_demo(args) -> int:
     """Build release/, autograde a demo class with nbgrader, print the scores and where feedback went."""
+    from .. import data
+
+    # Before anything is graded, on both paths: without the data set every notebook fails at its first
+    # cell and every student would score 0. The loader's NamesDataError (how to get the file) ends the
+    # command with exit 2 (main). The sandbox has no network either, so a download happens here or not at all.
+    data.names_path()
     # the hostile students do real damage outside a sandbox: only the sandboxed command grades them
     sandboxed = args.class_command and not args.no_sandbox
     students = [s for s in course.demo_class(sandbox_only=sandboxed) if s.demo or args.all]
