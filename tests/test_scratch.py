@@ -57,16 +57,19 @@ def test_the_kernelspec_hides_the_instructors_folders_but_never_python_or_the_gr
     opts.out.mkdir()
     sc = Scratch(tmp_path / "out" / "work", "ann", "hw1")
     sc.autograded.mkdir(parents=True)
+    sc.kernel.mkdir()
     with sc.runtime() as run_dir:
         folder = sc.kernelspec(opts, run_dir)
         launched = json.loads((folder / "zygote.json").read_text())["argv"]
-        env = sc.env(run_dir)
+        env = sc.env(opts.course, run_dir)
     tmpfs = {launched[i + 1] for i, a in enumerate(launched) if a == "--tmpfs"}
     assert {str(course / "source"), str(course / "submitted"), str(opts.out)} <= tmpfs
     assert str(paths.PACKAGE) not in tmpfs
-    binds = {launched[i + 1] for i, a in enumerate(launched) if a == "--bind"}
-    assert str(sc.autograded.parent) in binds and str(run_dir) in binds
+    binds = {(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--bind"}
+    # writable: the runtime folder, and the kernel's private folder seen at the autograded path (nothing else)
+    assert binds == {(str(run_dir), str(run_dir)), (str(sc.kernel.resolve()), str(sc.autograded.resolve()))}
     assert env["JUPYTER_PATH"] == str(sc.share) and env["TMPDIR"] == str(run_dir)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(course)  # the course's plugins import
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)  # nbgrader finds alembic
 
 
