@@ -57,16 +57,11 @@ def db_lock(db_url: str):
 
 def scores(db_url: str, assignment: str, students: list[str] | None = None) -> dict[str, list[CellScore]]:
     """Every graded cell of each student (of ``students``, default all) that has a submission of ``assignment``."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
 
-    out: dict[str, list[CellScore]] = {}
     with Gradebook(db_url) as gb:
-        try:
-            gb.find_assignment(assignment)
-        except MissingEntry:
-            return out
-        for sub in gb.assignment_submissions(assignment):
-            out[sub.student.id] = [
+        return {
+            sub.student.id: [
                 CellScore(
                     nb.name,
                     g.name,
@@ -79,7 +74,8 @@ def scores(db_url: str, assignment: str, students: list[str] | None = None) -> d
                 for nb in sub.notebooks
                 for g in nb.grades
             ]
-    return out if students is None else {sid: out[sid] for sid in students if sid in out}
+            for sub in _submissions(gb, assignment, students)
+        }
 
 
 def _grades(sub) -> dict:
@@ -194,16 +190,27 @@ def merge(db_url: str, assignment: str, student: str, graded: Path | None, manua
 
 def late_submissions(db_url: str, assignment: str, students: list[str]) -> dict[str, dict[str, float]]:
     """Who handed in after the due date, by how many seconds, and the penalty nbgrader's plugin gave."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
 
-    out = {}
     with Gradebook(db_url) as gb:
-        for sid in students:
-            try:
-                sub = gb.find_submission(assignment, sid)
-            except MissingEntry:
-                continue
-            if sub.total_seconds_late > 0:
-                penalty = sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks)
-                out[sid] = {"seconds_late": float(sub.total_seconds_late), "penalty": float(penalty)}
-    return out
+        return {
+            sub.student.id: {
+                "seconds_late": float(sub.total_seconds_late),
+                "penalty": float(sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks)),
+            }
+            for sub in _submissions(gb, assignment, students)
+            if sub.total_seconds_late > 0
+        }
+
+
+def _submissions(gb, assignment: str, students: list[str] | None = None) -> list:
+    """The submissions of ``assignment`` in the open gradebook ``gb`` (of ``students``, default all, in their
+    order); none when the gradebook does not know the assignment."""
+    from nbgrader.api import MissingEntry
+
+    try:
+        gb.find_assignment(assignment)
+    except MissingEntry:
+        return []
+    found = {sub.student.id: sub for sub in gb.assignment_submissions(assignment)}
+    return list(found.values()) if students is None else [found[s] for s in students if s in found]
