@@ -4,9 +4,9 @@ The student writes ``manual_backward(logits, Yb, h, W2, bnraw, bngain, bnvar_inv
 which returns the gradients of the seven parameters ``C, W1, b1, W2, b2, bngain, bnbias``, and the
 notebook trains the lecture's MLP with it. This module holds:
 
-* the run's settings and **grading mode**: while nbgrader grades (``nbgrader autograde`` and
-  ``nbgrader validate`` set ``NBGRADER_EXECUTION``), in CI (``CI``) or when ``BACKPROP_NINJA_GRADING``
-  is set (the test suite sets it), the notebook trains for ``GRADING_STEPS`` instead of 200,000 steps;
+* the run's settings and its limits in **grading mode** (``grader.mode``: while nbgrader grades, in CI,
+  or when ``BACKPROP_NINJA_GRADING`` is set) the notebook trains for ``GRADING_STEPS`` instead of 200,000
+  steps; ``grading_mode`` and ``grading_reason`` are re-exported from ``grader.mode`` for the notebook;
 * a progress bar that never writes to stderr (nbgrader scores a test cell 0 for any stderr output);
 * the backward checker: the student's function called under ``torch.no_grad()`` on fresh copies of
   tensors from real forward passes (``grader.model``) and each gradient compared with autograd's
@@ -36,6 +36,7 @@ from . import checks, fused, integrity
 from .checks import Comparison, Context, compare
 from .data import load_dataset
 from .fused import Exercise, Network, Verdict  # one verdict type for every exercise's hidden tests
+from .mode import GRADING_ENV, PROGRESS_ENV, grading_mode, grading_reason  # noqa: F401 (grader.training's API)
 from .model import CHECK_SEED, PARAM_NAMES, Case, forward_case, init_params, sample_batch
 
 # ---------------------------------------------------------------------------------------------
@@ -51,8 +52,6 @@ DECAY_STEP = 100_000
 # Grading mode trains this many steps (all at lr 0.1): 2 to 3 s on the course machine, so the whole
 # notebook executes in about 15 s while nbgrader grades it (nbgrader validate: 14.2 s, its start included).
 GRADING_STEPS = 5_000
-GRADING_ENV = "BACKPROP_NINJA_GRADING"
-PROGRESS_ENV = "BACKPROP_NINJA_PROGRESS"
 
 # A full run must reach the lecture's quality (the lecture prints about 2.07 train / 2.11 val).
 FULL_LIMITS = {"train": 2.09, "val": 2.13}
@@ -65,34 +64,6 @@ FULL_LIMITS = {"train": 2.09, "val": 2.13}
 # whatever float rounding does to its trajectory (0.045 above the notebook's seed); an untrained
 # network (3.3), a diverged one, or one trained with a wrong gradient that matters, fails.
 GRADING_LIMITS = {"train": 2.35, "val": 2.35}
-
-_FALSE = {"", "0", "false", "no", "off"}
-
-
-def _on(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in _FALSE
-
-
-def grading_reason(environ=None) -> str | None:
-    """Why this run is in grading mode (the environment variable that says so), or None.
-
-    ``NBGRADER_EXECUTION`` (set by ``nbgrader autograde`` and ``nbgrader validate``) always means
-    grading; otherwise ``BACKPROP_NINJA_GRADING`` decides when it is set (``0``/``false`` switches
-    grading mode off), and ``CI`` when it is not.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("NBGRADER_EXECUTION"):
-        return f"NBGRADER_EXECUTION={env['NBGRADER_EXECUTION']}"
-    if GRADING_ENV in env:
-        return f"{GRADING_ENV}={env[GRADING_ENV]}" if _on(env[GRADING_ENV]) else None
-    if _on(env.get("CI")):
-        return f"CI={env['CI']}"
-    return None
-
-
-def grading_mode(environ=None) -> bool:
-    """True while nbgrader grades the notebook, in CI, or when BACKPROP_NINJA_GRADING is set."""
-    return grading_reason(environ) is not None
 
 
 def limits(environ=None) -> dict[str, float]:

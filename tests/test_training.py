@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from notebook_code import run_cells
 
-from grader import course, training
+from grader import course, mode, training
 from grader.checks import ATOL, relative_error
 from grader.model import PARAM_NAMES
 
@@ -44,26 +44,13 @@ def _solution():
 
 
 # ---------------------------------------------------------------------------------------------
-# Grading mode
+# The run's settings and limits (grading mode itself: test_mode.py)
 
 
-@pytest.mark.parametrize(
-    "env, reason",
-    [
-        ({}, None),
-        ({"NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
-        ({"NBGRADER_EXECUTION": "validate"}, "NBGRADER_EXECUTION=validate"),
-        ({"CI": "true"}, "CI=true"),
-        ({"CI": "false"}, None),
-        ({"BACKPROP_NINJA_GRADING": "1"}, "BACKPROP_NINJA_GRADING=1"),
-        ({"BACKPROP_NINJA_GRADING": "0", "CI": "true"}, None),  # the explicit switch wins over CI
-        ({"BACKPROP_NINJA_GRADING": "0", "NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
-    ],
-)
-def test_grading_mode_detection(env, reason):
-    assert training.grading_reason(env) == reason
-    assert training.grading_mode(env) == (reason is not None)
-    assert training.limits(env) == (training.GRADING_LIMITS if reason else training.FULL_LIMITS)
+@pytest.mark.parametrize("env", [{}, {"CI": "true"}, {"BACKPROP_NINJA_GRADING": "0", "CI": "true"}])
+def test_the_limits_follow_grading_mode(env):
+    assert training.limits(env) == (training.GRADING_LIMITS if mode.grading_mode(env) else training.FULL_LIMITS)
+    assert training.grading_mode is mode.grading_mode and training.grading_reason is mode.grading_reason
 
 
 def test_the_test_suite_runs_in_grading_mode():
@@ -74,17 +61,6 @@ def test_the_test_suite_runs_in_grading_mode():
 def test_the_full_limits_are_the_lecture_quality():
     assert training.FULL_LIMITS == {"train": 2.09, "val": 2.13}
     assert training.FULL_STEPS == 200_000 and training.DECAY_STEP == 100_000
-
-
-def test_nbgrader_sets_the_variable_grading_mode_reads():
-    """nbgrader 0.9.6 sets NBGRADER_EXECUTION around autograde's and validate's execution."""
-    import inspect
-
-    from nbgrader import validator
-    from nbgrader.converters import autograde
-
-    assert "NBGRADER_EXECUTION='autograde'" in inspect.getsource(autograde)
-    assert "NBGRADER_EXECUTION='validate'" in inspect.getsource(validator)
 
 
 # ---------------------------------------------------------------------------------------------
