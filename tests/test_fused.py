@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from notebook_code import SOURCE, run_cells
 
-from grader import course, fused
+from grader import course, exercise, fused, integrity
 from grader.checks import ATOL, relative_error
 from grader.fused import EXERCISES, SUITES, Network, check, cmp, expected, verify
+from grader.model import random_case
 
 NOTEBOOKS = {"logits": "02_fused_cross_entropy", "hprebn": "03_fused_batchnorm"}
 FUNCTIONS = {"logits": "cross_entropy_backward", "hprebn": "batchnorm_backward"}
@@ -36,7 +37,7 @@ def grade(notebook: str, edits=(), monkeypatch=None) -> dict[str, str | None]:
     """
     ns = run_cells(notebook, edits)
     history = list(ns["__cells__"])
-    monkeypatch.setattr(fused, "_history", lambda: history)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: history)
     out = {}
     for cell in graded_cells(notebook):
         history.append(cell.source)
@@ -88,7 +89,7 @@ def test_the_softmax_without_max_passes_every_visible_check(monkeypatch):
     """The issue's example: right on the check network, NaN only on the hidden large logits."""
     s = next(s for s in STUDENTS if s.id == "ce-softmax-without-max")
     ns = run_cells(NOTEBOOKS["logits"], s.edits)
-    monkeypatch.setattr(fused, "_history", lambda: None)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: None)
     fn = ns["cross_entropy_backward"]
     cmp("logits", fn(ns["logits"], ns["Yb"]), ns["logits"])
     check("logits", fn, seed=5, batch_size=5)
@@ -116,7 +117,7 @@ def test_hidden_networks_are_new(name):
     if name == "logits":
         assert {net.vocab_size for net in shapes} - {27}
     assert len({net.seed for net in nets}) == len(nets)
-    assert fused.CHECK_BATCH == 32
+    assert exercise.CHECK_BATCH == 32
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -455,7 +456,7 @@ HINTS = [
 
 @pytest.mark.parametrize("name, fn, suite, texts", HINTS, ids=[f"{h[1].__name__}-{h[2]}" for h in HINTS])
 def test_hint(name, fn, suite, texts, monkeypatch):
-    monkeypatch.setattr(fused, "_history", lambda: None)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: None)
     with pytest.raises(AssertionError) as info:
         verify(name, fn, suite)
     for text in texts:
@@ -475,7 +476,7 @@ def test_code_that_used_autograd_is_named(monkeypatch):
         "        logits = logits.detach().requires_grad_()\n        F.cross_entropy(logits, Y).backward()\n"
         "    return logits.grad",
     ]
-    monkeypatch.setattr(fused, "_history", lambda: history)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: history)
 
     def cross_entropy_backward(logits, Y):  # runs under no_grad: the autograd is switched back on inside
         with torch.enable_grad():
@@ -533,8 +534,8 @@ def test_path_gradient_with_nothing_held_is_autograds_gradient():
 
 
 def test_random_case_scales_the_logits_and_casts_the_network():
-    case = fused.random_case(3, batch_size=4, max_logit=50.0)
+    case = random_case(3, batch_size=4, max_logit=50.0)
     assert case.values["logits"].abs().max().item() == pytest.approx(50.0, rel=1e-5)
-    case = fused.random_case(3, batch_size=4, dtype=torch.float64)
+    case = random_case(3, batch_size=4, dtype=torch.float64)
     assert all(v.dtype == torch.float64 for k, v in case.values.items() if v.is_floating_point())
     assert case.tensors("Yb", "logits")[0] is case.Yb
