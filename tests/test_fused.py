@@ -5,9 +5,6 @@ implementations, written here (tests may hold solutions, grader/ may not) or mad
 by source/demo_class.toml's edits.
 """
 
-import subprocess
-import sys
-
 import nbformat
 import pytest
 import torch
@@ -17,7 +14,6 @@ from notebook_code import SOURCE, run_cells
 from grader import course, exercise, fused, integrity
 from grader.checks import ATOL, relative_error
 from grader.fused import EXERCISES, SUITES, Network, check, cmp, expected, verify
-from grader.model import random_case
 
 NOTEBOOKS = {"logits": "02_fused_cross_entropy", "hprebn": "03_fused_batchnorm"}
 FUNCTIONS = {"logits": "cross_entropy_backward", "hprebn": "batchnorm_backward"}
@@ -486,56 +482,3 @@ def test_code_that_used_autograd_is_named(monkeypatch):
 
     with pytest.raises(AssertionError, match="cross_entropy_backward comes from autograd: `def cross_entropy_backward"):
         verify("logits", cross_entropy_backward, "new shapes")
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
-SLOW_FONT_CACHE = """
-import threading
-class Immediate(threading.Timer):  # as if building the font cache took longer than matplotlib's 5 s
-    def __init__(self, interval, function, *args, **kwargs):
-        super().__init__(0.0, function, *args, **kwargs)
-threading.Timer = Immediate
-import time
-{import_}
-time.sleep(0.2)
-"""
-
-
-@pytest.mark.parametrize(
-    "import_, quiet", [("from grader.plots import plt", True), ("import matplotlib.pyplot", False)]
-)
-def test_pyplot_from_grader_never_writes_to_stderr(import_, quiet, tmp_path):
-    """A fresh machine builds matplotlib's font cache, and says so on stderr, unless grader.plots imports it."""
-    (tmp_path / "not-a-directory").touch()
-    for config in (tmp_path / "fresh", tmp_path / "not-a-directory" / "x"):
-        proc = subprocess.run(
-            [sys.executable, "-c", SLOW_FONT_CACHE.format(import_=import_)],
-            capture_output=True,
-            text=True,
-            env={**course.tool_env(), "MPLCONFIGDIR": str(config)},
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert (proc.stderr == "") == quiet, proc.stderr
-
-
-# ---------------------------------------------------------------------------------------------
-# The model's helpers for these tests
-
-
-def test_path_gradient_with_nothing_held_is_autograds_gradient():
-    case = Network(11, batch_size=6, vocab_size=9, n_hidden=12).case()
-    for name in ("logits", "h", "hprebn", "W1", "C"):
-        assert torch.equal(case.path_gradient(name), case.grads[name]), name
-    assert not case.path_gradient("hprebn", hold={"hpreact"}).any()  # every path goes through hpreact
-
-
-def test_random_case_scales_the_logits_and_casts_the_network():
-    case = random_case(3, batch_size=4, max_logit=50.0)
-    assert case.values["logits"].abs().max().item() == pytest.approx(50.0, rel=1e-5)
-    case = random_case(3, batch_size=4, dtype=torch.float64)
-    assert all(v.dtype == torch.float64 for k, v in case.values.items() if v.is_floating_point())
-    assert case.tensors("Yb", "logits")[0] is case.Yb

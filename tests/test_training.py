@@ -285,6 +285,7 @@ def test_the_judge_fails_an_untrained_network_and_says_why():
     assert not verdict.ok and "still their initial values" in verdict.message
 
 
+@pytest.mark.slow  # a 300-step training run
 def test_the_judge_recomputes_the_losses_from_the_parameters():
     params = calibration.train(steps=300)
     losses = training.split_losses(params)
@@ -317,6 +318,7 @@ def test_the_judge_checks_shapes_and_the_list():
     assert "parameters must be the list [C, W1, b1, W2, b2, bngain, bnbias]" in training.judge_model(params[:6]).message
 
 
+@pytest.mark.slow  # each trains the notebook's 5,000 steps
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
 def test_each_demo_student_loses_exactly_its_cells(s, monkeypatch):
     """Run the student's notebook in this process (grading mode), then every test cell, as autograde does."""
@@ -365,6 +367,7 @@ def _run_tolerant(edits):
 # No stderr
 
 
+@pytest.mark.slow  # a kernel runs the whole notebook
 def test_the_notebook_writes_nothing_on_stderr_in_a_kernel(tmp_path):
     """The solution, run by a real kernel in grading mode: the progress bar and everything else on stdout."""
     import nbformat
