@@ -1,4 +1,4 @@
-"""Exercise 4: grading mode, the backward checker's hints on real wrong implementations, the model judge.
+"""Exercise 4: the run's limits, the backward checker's hints on real wrong implementations, the model judge.
 
 The right answer comes from the source notebook's solution; the wrong ones are real wrong
 implementations, written here or made from the solution by source/demo_class.toml's edits.
