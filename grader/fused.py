@@ -10,7 +10,7 @@ Exercise 2's ``cross_entropy_backward(logits, Y) -> dlogits`` and Exercise 3's
 
 Every network is a real forward pass (``grader.model``), and every reference is autograd's
 gradient on it. The grader calls the function as a training step would: under ``torch.no_grad()``,
-on fresh copies of tensors that no backward pass ever touched (``grader.exercise``, which Exercise 4
+on fresh copies of tensors that no backward pass ever touched (``grader.functions``, which Exercise 4
 shares). Nothing here knows the answer:
 the hints come from comparing the answer with autograd, from the gradients autograd finds along
 separate paths of the forward pass (``Case.path_gradient``), and from the case's shapes and targets.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import checks
 from .checks import Context, Verdict, compare, report
-from .exercise import Exercise, Network, call, code_problem, describe_sizes, factors, failed_call, judge_answer
+from .functions import Exercise, Network, call, code_problem, describe_sizes, factors, failed_call, judge_answer
 from .model import Case, check_case
 
 EXP_LIMIT = 88.72  # exp(x) is inf in float32 above this

@@ -9,7 +9,7 @@ notebook trains the lecture's MLP with it. This module holds:
   steps; ``grading_mode`` and ``grading_reason`` are re-exported from ``grader.mode`` for the notebook;
 * ``progress``, the training loop's progress bar (``grader.ipython``: never on stderr);
 * the backward checker: the student's function called under ``torch.no_grad()`` on fresh copies of
-  tensors from real forward passes (``grader.exercise``, shared with Exercises 2 and 3) and each
+  tensors from real forward passes (``grader.functions``, shared with Exercises 2 and 3) and each
   gradient compared with autograd's (``grader.checks.compare``, shapes exactly the parameters');
 * the judge of the trained model: the grader recomputes the train and val losses from the
   parameters (BatchNorm calibrated over the training set by the grader itself) and compares them
@@ -18,7 +18,7 @@ notebook trains the lecture's MLP with it. This module holds:
 ``python -m grader.training calibrate`` (``grader.calibration``) measures the grading-mode limits (see
 ``GRADING_LIMITS``). Nothing here knows a gradient formula: every reference gradient, and the calibration
 runs, use autograd. At about 400 lines this is one exercise's whole checker, two judges that share the
-run's settings; what it shares with the other exercises lives in ``grader.exercise`` and ``grader.checks``.
+run's settings; what it shares with the other exercises lives in ``grader.functions`` and ``grader.checks``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from . import checks
 from .checks import Context, Verdict, compare, report
 from .data import load_dataset
-from .exercise import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
-from .exercise import call as call_function
+from .functions import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
+from .functions import call as call_function
 from .ipython import progress  # noqa: F401 (the notebook calls grader.training.progress)
 from .mode import GRADING_ENV, PROGRESS_ENV, grading_mode, grading_reason  # noqa: F401 (grader.training's API)
 from .model import CHECK_SEED, PARAM_NAMES, Case, forward_case, init_params, sample_batch

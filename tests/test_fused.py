@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from notebook_code import SOURCE, run_cells
 
-from grader import course, exercise, fused, integrity
+from grader import course, functions, fused, integrity
 from grader.checks import ATOL, relative_error
 from grader.fused import EXERCISES, SUITES, Network, check, cmp, expected, verify
 
@@ -113,7 +113,7 @@ def test_hidden_networks_are_new(name):
     if name == "logits":
         assert {net.vocab_size for net in shapes} - {27}
     assert len({net.seed for net in nets}) == len(nets)
-    assert exercise.CHECK_BATCH == 32
+    assert functions.CHECK_BATCH == 32
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

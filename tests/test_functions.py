@@ -1,11 +1,11 @@
-"""grader.exercise: what Exercises 2-4 share: calling the student's function, and the hints about it."""
+"""grader.functions: what Exercises 2-4 share: calling the student's function, and the hints about it."""
 
 import pytest
 import torch
 
-from grader import exercise, integrity
+from grader import functions, integrity
 from grader.checks import Comparison, compare
-from grader.exercise import CHECK_BATCH, Exercise, Network, call, describe_sizes, factors, judge_answer, raised
+from grader.functions import CHECK_BATCH, Exercise, Network, call, describe_sizes, factors, judge_answer, raised
 
 EX = Exercise("hprebn", "batchnorm_backward", ("dhpreact", "bnraw", "bngain", "bnvar_inv"))
 n = batch_size = 32  # the notebooks' globals, which some functions read
@@ -89,12 +89,12 @@ def test_judge_answer(case):
     attached = want.clone().requires_grad_()
     verdict = judge_answer("hprebn", attached, compare(attached, want), "here", "another problem", str)
     assert not verdict.ok and verdict.message.startswith("dhprebn was built with autograd switched on")
-    failed = exercise.failed_call("it raised.", "a problem")
+    failed = functions.failed_call("it raised.", "a problem")
     assert not failed.ok and failed.message == "it raised. Also: a problem" and failed.comparison == Comparison(False)
 
 
 def test_code_problem_reads_the_kernels_history(monkeypatch):
     monkeypatch.setattr(integrity, "kernel_history", lambda: ["def f(x):\n    return x.grad"])
-    assert exercise.code_problem(["f"]).startswith("f comes from autograd: `def f(x):")
+    assert functions.code_problem(["f"]).startswith("f comes from autograd: `def f(x):")
     monkeypatch.setattr(integrity, "kernel_history", lambda: None)
-    assert exercise.code_problem(["f"]) is None
+    assert functions.code_problem(["f"]) is None
