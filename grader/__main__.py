@@ -38,6 +38,12 @@ def cmd_keys(args) -> int:
 
 def cmd_demo(args) -> int:
     """Build release/, autograde a demo class with nbgrader, print the scores and where feedback went."""
+    from . import data
+
+    # Before anything is graded, on both paths: without the data set every notebook fails at its first
+    # cell and every student would score 0. The loader's NamesDataError (how to get the file) ends the
+    # command with exit 2 (main). The sandbox has no network either, so a download happens here or not at all.
+    data.names_path()
     # the hostile students do real damage outside a sandbox: only the sandboxed command grades them
     sandboxed = args.class_command and not args.no_sandbox
     students = [s for s in course.demo_class(sandbox_only=sandboxed) if s.demo or args.all]
@@ -69,9 +75,8 @@ def cmd_demo(args) -> int:
         course.make_submission(c, s)
     feedback, grades = root / "feedback", root / "grades.csv"
     if args.class_command:
-        from . import classgrade, data
+        from . import classgrade
 
-        data.names_path()  # the sandbox has no network: fetch the data set now if it is not on disk yet
         out = root / "autograde"
         say(f"python -m grader autograde {course.ASSIGNMENT} submitted/ (sandboxed, {os.cpu_count()} workers)")
         start = time.monotonic()

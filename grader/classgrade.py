@@ -72,6 +72,7 @@ class Options:
     shard: tuple[int, int] = (1, 1)
     progress: bool = True
     force: bool = False
+    canary: bool = True  # grade the instructor's solution notebooks first; refuse the class unless full marks
     zygote: bool = True  # kernels forked from a per-student zygote (grader/zygote.py); False: a new Python each
     preload: list[str] = field(default_factory=list)  # what the zygote imports (set by run(): see preload())
 
@@ -502,6 +503,66 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     return Outcome(s.id, True, "; ".join(reasons), time.monotonic() - start, log)
 
 
+# ---------------------------------------------------------------------------------------------
+# The canary: can this course be graded here at all?
+
+CANARY = "canary-instructor-solutions"  # its scratch id; it never reaches the real gradebook or the ledger
+
+
+def canary(opts: Options, template: Path, work: Path) -> dict:
+    """Grade the instructor's source notebooks (the solutions) by the same path as a student's.
+
+    Before anyone is graded: a course that cannot be graded here (the names data set not readable
+    inside the sandbox, a kernel that cannot import the course's package, a broken environment)
+    would score every student 0. Returns ``{"score", "max_score", "seconds"}``; raises GradingError
+    with the first cell that failed and its error when the solutions do not get full marks.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    source = opts.course / "source" / opts.assignment
+    solutions = Student(CANARY, files={p.stem: p for p in sorted(source.glob("*.ipynb"))})
+    scratch = work / "students" / CANARY
+    try:
+        outcome = grade_one(opts, template, work, solutions)
+        cells: list[tuple[str, str, float, float]] = []
+        if outcome.graded and (scratch / "gradebook.db").is_file():
+            with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}") as gb:
+                try:
+                    sub = gb.find_submission(opts.assignment, CANARY)
+                    cells = [
+                        (nb.name, g.name, float(g.score), float(g.max_score)) for nb in sub.notebooks for g in nb.grades
+                    ]
+                except MissingEntry:
+                    pass
+        score, maximum = sum(c[2] for c in cells), sum(c[3] for c in cells)
+        short = [f"{nb}/{cell}" for nb, cell, got, most in cells if got < most]
+        if not outcome.graded or not cells or short:
+            got = f"{score:g} of {maximum:g} points" if cells else "no score"
+            why = outcome.reason if not outcome.graded else _first_error(scratch / "instructor", short)
+            raise GradingError(
+                f"canary: the instructor's solution notebooks ({source}) do not get full marks here ({got}), so "
+                f"no student was graded: {why}. Most often the names data set is not readable inside the sandbox "
+                f"(set BACKPROP_NINJA_NAMES to a readable copy, or put data/names.txt in the course) or the kernel "
+                f"cannot import the course's package. --no-canary skips this check (for a course without solutions)."
+            )
+        return {"score": score, "max_score": maximum, "seconds": round(outcome.seconds, 1)}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(work / "checked" / CANARY, ignore_errors=True)
+
+
+def _first_error(autograded: Path, short: list[str]) -> str:
+    """The first cell of the autograded notebooks with an error (the cause), else the cells short of points."""
+    for path in sorted(autograded.glob("*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error":
+                    where = precheck.grade_id(cell) or f"cell {index + 1}"
+                    first = (o.get("evalue") or "").strip().splitlines()[:1]
+                    return f"{path.stem}/{where} raised {o.get('ename', 'an error')}: {' '.join(first)}"[:1000]
+    return "short of points in " + ", ".join(short[:5]) + (", ..." if len(short) > 5 else "")
+
+
 def prepare_feedback(scratch: Path, assignment: str, student: str, cell_timeout: int, memory: float) -> list[str]:
     """Between autograde and generate_feedback (in the grading process): cut huge outputs, note the cells
     that hit a limit, keep the full notebooks for the instructor, shorten the test cells' tracebacks."""
@@ -682,6 +743,15 @@ def run(opts: Options) -> dict:
         raise GradingError(f"{opts.submissions}: no submissions found")
     template = make_template(opts, work)
     opts.preload = preload(opts)
+    checked = None
+    if opts.canary:  # before anyone is graded: would the instructor's own solutions get full marks here?
+        checked = canary(opts, template, work)
+        print(
+            f"canary: the instructor's solutions get {checked['score']:g}/{checked['max_score']:g} here "
+            f"({checked['seconds']:g} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     in_gradebook = set(gradebook_scores(opts, [s.id for s in students]))
     todo, skipped = [], []
     for s in students:
@@ -746,13 +816,19 @@ def run(opts: Options) -> dict:
     )
     if proc.returncode != 0:
         raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
-    summary = summarize(opts, students, ledger, len(todo), len(skipped), seconds)
+    summary = summarize(opts, students, ledger, len(todo), len(skipped), seconds, checked)
     shutil.rmtree(work / "template", ignore_errors=True)
     return summary
 
 
 def summarize(
-    opts: Options, students: list[Student], ledger: Ledger, graded: int, skipped: int, seconds: float
+    opts: Options,
+    students: list[Student],
+    ledger: Ledger,
+    graded: int,
+    skipped: int,
+    seconds: float,
+    canary: dict | None = None,
 ) -> dict:
     scores = gradebook_scores(opts, [s.id for s in students])
     totals = {sid: (sum(c[2] for c in cells), sum(c[3] for c in cells)) for sid, cells in scores.items()}
@@ -795,6 +871,7 @@ def summarize(
         },
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
+        "canary": canary,  # the instructor's solutions graded first: score, max_score, seconds (None: --no-canary)
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "summary.md").write_text(summary_text(summary))
@@ -809,6 +886,8 @@ def summary_text(summary: dict) -> str:
         "",
         f"mean {summary['mean']} / {summary['max_score']}, median {summary['median']}",
         "",
+        _canary_line(summary.get("canary")),
+        "",
         "## Score distribution",
         "",
     ]
@@ -821,6 +900,15 @@ def summary_text(summary: dict) -> str:
     for sid, why in summary["review"].items():
         lines.append(f"- {sid} ({summary['totals'].get(sid, 0):g}): " + "; ".join(why))
     return "\n".join(lines) + "\n"
+
+
+def _canary_line(canary: dict | None) -> str:
+    if canary is None:
+        return "canary: skipped (--no-canary): the instructor's solutions were not graded first"
+    return (
+        f"canary: the instructor's solutions got {canary['score']:g}/{canary['max_score']:g} "
+        f"before anyone was graded ({canary['seconds']:g} s)"
+    )
 
 
 def main(args) -> int:
@@ -839,6 +927,7 @@ def main(args) -> int:
         progress=not args.no_progress,
         force=args.force,
         zygote=not args.fresh_kernels,
+        canary=not args.no_canary,
     )
     try:
         summary = run(opts)
@@ -894,4 +983,10 @@ def add_arguments(p) -> None:
         action="store_true",
         help="start every kernel as a new Python, as plain nbgrader does (slower), instead of forking it "
         "from the student's sandboxed process that has imported torch once (grader/zygote.py)",
+    )
+    p.add_argument(
+        "--no-canary",
+        action="store_true",
+        help="do not grade the instructor's solution notebooks first (the canary that refuses to grade a class "
+        "where they would not get full marks); for a course whose source/ has no solutions",
     )

@@ -364,15 +364,16 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     assert "square(-4)" not in feedback and "square(3) == 9" in _plain(feedback)
 
 
-def make_tiny_course(root: Path, answers: dict[str, str]) -> Path:
+def make_tiny_course(root: Path, answers: dict[str, str], source: dict = TINY_SOURCE) -> Path:
     (root / "source" / "hw1").mkdir(parents=True)
-    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(TINY_SOURCE))
+    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(source))
     (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
     course.nbgrader(root, "generate_assignment", "hw1", "--force")
     release = json.loads((root / "release" / "hw1" / "squares.ipynb").read_text())
     for student, answer in answers.items():
         nb = json.loads(json.dumps(release))
-        nb["cells"][1]["source"] = answer
+        (answer_cell,) = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "square"]
+        answer_cell["source"] = answer
         (root / "submitted" / student / "hw1").mkdir(parents=True)
         (root / "submitted" / student / "hw1" / "squares.ipynb").write_text(json.dumps(nb))
     return root
@@ -435,3 +436,9 @@ def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_
     demo = [s for s in course.demo_class(sandbox_only=True) if s.demo]
     assert demo and all(re.search(rf"^{re.escape(s.id)} ", proc.stdout, re.M) for s in demo)
     assert (root / "autograde" / "summary.md").is_file() and (root / "autograde" / "grades.csv").is_file()
+
+
+def test_the_canary_gave_the_solutions_full_marks_before_anyone_was_graded(graded):
+    summary = json.loads((graded[0] / "out" / "summary.json").read_text())
+    assert summary["canary"]["score"] == summary["canary"]["max_score"] > 0
+    assert "canary: the instructor's solutions got" in graded[3].stdout
