@@ -211,19 +211,20 @@ def raised(exercise: Exercise, exc: Exception, where: str) -> str:
     return f"{text} {where}."
 
 
-def call(exercise: Exercise, fn, case: Case, where: str, home: Case) -> tuple[object, str | None]:
+def call(exercise: Exercise, fn, case: Case, where: str, home: Callable[[], Case]) -> tuple[object, str | None]:
     """``fn`` on fresh copies of ``case``'s tensors, under no_grad: ``(what it returned, None)``, or
     ``(None, the hint)`` when it raised.
 
-    ``home`` is the network the notebook's own globals describe (the check network, the training
-    network's first batch): on any other, the hint also names the notebook sizes ``fn`` uses.
+    ``home()`` is the network the notebook's own globals describe (the check network, the training
+    network's first batch), built only when needed: on any other, the hint also names the notebook
+    sizes ``fn`` uses.
     """
     args = exercise.arguments(case)
     try:
         with torch.no_grad():
             return fn(*args), None
     except Exception as exc:  # a student's bug is a verdict, never a crash of the grader
-        return None, raised(exercise, exc, where) + (describe_sizes(fn) if case is not home else "")
+        return None, raised(exercise, exc, where) + (describe_sizes(fn) if case is not home() else "")
 
 
 def failed_call(error: str, problem: str | None) -> Verdict:

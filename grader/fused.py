@@ -211,7 +211,7 @@ def judge(exercise: Exercise, fn, case: Case, where: str, large: bool = False, p
     ``where`` says which network it is (for the message), ``large`` that its logits are large,
     ``problem`` what the integrity check found in the notebook's code.
     """
-    result, error = call(exercise, fn, case, where, home=check_network())
+    result, error = call(exercise, fn, case, where, home=check_network)
     if error is not None:
         return failed_call(error, problem)
     return _verdict(exercise, result, case, where, large, problem, fn)

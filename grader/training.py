@@ -166,7 +166,7 @@ def _describe(value) -> str:
 
 def gradients(fn, case: Case, where: str) -> tuple[dict | None, str]:
     """``fn`` on fresh copies of ``case``'s tensors, under no_grad: its gradients by parameter, or what went wrong."""
-    out, error = call_function(EXERCISE, fn, case, where, home=first_batch())
+    out, error = call_function(EXERCISE, fn, case, where, home=first_batch)
     if error is not None:
         return None, error
     if not isinstance(out, (tuple, list)) or len(out) != len(PARAM_NAMES):

@@ -39,7 +39,7 @@ def test_call_runs_the_function_under_no_grad(case):
         seen.append((torch.is_grad_enabled(), [a.requires_grad for a in args]))
         return "anything"
 
-    assert call(EX, fn, case, "here", home=case) == ("anything", None)
+    assert call(EX, fn, case, "here", home=lambda: case) == ("anything", None)
     assert seen == [(False, [False] * 4)]
 
 
@@ -47,10 +47,10 @@ def test_an_exception_is_a_hint_that_names_the_notebook_sizes_off_the_home_netwo
     def batchnorm_backward(dhpreact, bnraw, bngain, bnvar_inv):
         return dhpreact.view(n, 64)
 
-    result, error = call(EX, batchnorm_backward, case, "on a new network", home=case)
+    result, error = call(EX, batchnorm_backward, case, "on a new network", home=lambda: case)
     assert result is None and error.startswith("batchnorm_backward(dhpreact, bnraw, bngain, bnvar_inv) raised Runtime")
     assert error.endswith("on a new network.")  # on its home network, the sizes are right: no note
-    _, error = call(EX, batchnorm_backward, case, "on a new network", home=None)
+    _, error = call(EX, batchnorm_backward, case, "on a new network", home=lambda: None)
     assert error.endswith(
         " Note: batchnorm_backward reads the notebook's global `n` (= 32). Note: batchnorm_backward has the "
         "number 64 (the check network's hidden size) in it. A function must work on any network and batch: "
