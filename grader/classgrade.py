@@ -226,8 +226,10 @@ c.KernelManager.transport = "ipc"
 {ip}c.OverwriteCells.add_missing_cells = True
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-# feedback shows the tests' visible part, the hints and pass/fail, never the hidden tests' source
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
+from grader.feedback_page import FeedbackHead
+# feedback shows the tests' visible part, the hints and pass/fail, never the hidden tests' source;
+# FeedbackHead (the course's config sets its template) names each graded cell with its verdict in the head
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, FeedbackHead]
 """
 
 
