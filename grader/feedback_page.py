@@ -10,6 +10,8 @@ generate_feedback`` a head that reads at a glance, through nbgrader's own means 
   and the one-line verdict or hint from its output; and the picture of the backward graph (the last
   output ``grader.graph`` marked), as a PNG to embed. It also rewrites the LaTeX of the markdown cells
   as HTML (``tex_to_html``), so the formulas read where the page cannot load MathJax (it loads nothing).
+  The tracebacks of the test cells are cut to their last line, ``ename: evalue`` (as ``python -m grader
+  autograde`` does to its copy): a traceback quotes the lines around the one that failed, hidden ones too.
 * the template ``grader/templates/backprop_ninja_feedback`` (nbgrader's ``feedback`` template with
   that head instead of the list of links, and without MathJax).
 
@@ -116,16 +118,17 @@ def head_rows(nb) -> list[dict]:
     return rows
 
 
-def picture(nb) -> str | None:
-    """The last picture of the backward graph in the notebook (base64 PNG), or None."""
-    found = None
+def picture(nb) -> tuple[str | None, str]:
+    """The last picture of the backward graph in the notebook (base64 PNG, or None) and its alt text."""
+    found, alt = None, ""
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             if o.get("output_type") == "display_data" and METADATA_KEY in o.get("metadata", {}):
                 data = o.get("data", {}).get("image/png")
                 if data:
-                    found = "".join(data).replace("\n", "") if isinstance(data, list) else data.replace("\n", "")
-    return found
+                    found = ("".join(data) if isinstance(data, list) else data).replace("\n", "")
+                    alt = o["metadata"].get("image/png", {}).get("alt", "")
+    return found, alt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,6 +189,8 @@ class _Tex:
         return html.escape(char or special)
 
     def _command(self, cmd: str) -> str:
+        while cmd.isalpha() and (tok := self._peek()) is not None and tok[2] is not None:
+            self.i += 1  # as in TeX: the spaces after a command's name are not text
         if cmd in FRACTIONS:
             top, bottom = self._atom(), self._atom()
             return f"{_wrap(top)}/{_wrap(bottom)}"
@@ -202,7 +207,7 @@ class _Tex:
     def _until(self, end: str | None) -> str:
         out = []
         while (tok := self._peek()) is not None:
-            if tok[1] == end:
+            if end is not None and tok[1] == end:
                 self.i += 1
                 break
             if tok[1] in ("^", "_"):
@@ -230,7 +235,7 @@ def tex_to_html(tex: str) -> str:
     return _Tex(tex.strip()).html()
 
 
-MATH = re.compile(r"(`+)(?:.|\n)*?\1|\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+MATH = re.compile(r"(`+)(?:.|\n)*?\1|\$\$(.+?)\$\$|\$([^$]+?)\$", re.S)  # inline math may span lines
 
 
 def math_to_html(markdown: str) -> str:
@@ -260,7 +265,13 @@ class FeedbackHead(Preprocessor):
         for cell in nb.cells:
             if cell.cell_type == "markdown" and "$" in cell.source:
                 cell.source = math_to_html(cell.source)
-        resources["backprop_ninja"] = {"cells": head_rows(nb), "picture": picture(nb)}
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+                for o in cell.get("outputs", []):  # a traceback quotes the test's source, hidden lines included
+                    if o.get("output_type") == "error":
+                        o["traceback"] = [f"{o.get('ename', 'Error')}: {o.get('evalue', '')}"]
+        data, alt = picture(nb)
+        resources["backprop_ninja"] = {"cells": head_rows(nb), "picture": data, "alt": alt}
         return nb, resources
 
 

@@ -319,11 +319,17 @@ def png(statuses: dict[str, str], title: str = "") -> bytes:
     return buf.getvalue()
 
 
-def boxes(statuses: dict[str, str] | None = None) -> dict[str, tuple[int, int, int, int]]:
+def image_size() -> tuple[int, int]:
+    """The PNG's width and height in pixels (fixed: the layout does not depend on the verdicts)."""
+    width, height, _ = _size(layout())
+    return int(width * DPI), int(height * DPI)
+
+
+def boxes() -> dict[str, tuple[int, int, int, int]]:
     """Each node's box in the PNG, in pixels from its top-left corner: (left, top, right, bottom)."""
     pos = layout()
-    width, height, (x0, x1, y0, y1) = _size(pos)
-    W, H = round(width * DPI), round(height * DPI)
+    _, _, (x0, x1, y0, y1) = _size(pos)
+    W, H = image_size()
 
     def px(x, y):
         return (x - x0) / (x1 - x0) * W, (y - y1) / (y0 - y1) * H
