@@ -10,14 +10,12 @@ generate_feedback`` a head that reads at a glance, through nbgrader's own means 
   and the one-line verdict or hint from its output; and the picture of the backward graph (the last
   output ``grader.graph`` marked), as a PNG to embed. It also rewrites the LaTeX of the markdown cells
   as HTML (``tex_to_html``), so the formulas read where the page cannot load MathJax (it loads nothing).
-  The tracebacks of the test cells are cut to their last line, ``ename: evalue`` (as ``python -m grader
-  autograde`` does to its copy): a traceback quotes the lines around the one that failed, hidden ones too.
 * the template ``grader/templates/backprop_ninja_feedback`` (nbgrader's ``feedback`` template with
   that head instead of the list of links, and without MathJax).
 
 The course's ``nbgrader_config.py`` configures both (``configure``), so plain ``nbgrader
-generate_feedback`` and ``python -m grader autograde`` give the same page. ``ClearHiddenTests`` stays
-in the list: hidden tests never reach the feedback.
+generate_feedback`` and ``python -m grader autograde`` give the same page. ``ClearHiddenTests`` and
+``ShortTracebacks`` stay in the list: hidden tests never reach the feedback.
 """
 
 from __future__ import annotations
@@ -265,11 +263,6 @@ class FeedbackHead(Preprocessor):
         for cell in nb.cells:
             if cell.cell_type == "markdown" and "$" in cell.source:
                 cell.source = math_to_html(cell.source)
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-                for o in cell.get("outputs", []):  # a traceback quotes the test's source, hidden lines included
-                    if o.get("output_type") == "error":
-                        o["traceback"] = [f"{o.get('ename', 'Error')}: {o.get('evalue', '')}"]
         data, alt = picture(nb)
         resources["backprop_ninja"] = {"cells": head_rows(nb), "picture": data, "alt": alt}
         return nb, resources
@@ -278,13 +271,14 @@ class FeedbackHead(Preprocessor):
 def configure(c) -> None:
     """Make ``nbgrader generate_feedback`` write this course's feedback page (called by nbgrader_config.py).
 
-    The preprocessors are nbgrader's (grades, CSS, hidden tests cleared) and FeedbackHead; the template
+    The preprocessors are the class command's (``grader.autograde.feedback.feedback_preprocessors``: nbgrader's
+    grades and CSS, tracebacks of hidden tests cut, hidden tests cleared) and FeedbackHead; the template
     is nbgrader's feedback template with the new head. ``python -m grader autograde`` loads this config.
     """
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+    from .autograde.feedback import feedback_preprocessors
 
-    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, FeedbackHead]
+    # the class command's list (grades, CSS, tracebacks cut, hidden tests cleared), which ends with FeedbackHead
+    c.GenerateFeedback.preprocessors = feedback_preprocessors()
     c.GenerateFeedback.exporter_class = FeedbackExporter
     # a section of its own (it wins over the HTMLExporter section that nbgrader sets to its 'feedback')
     c.FeedbackExporter.template_name = TEMPLATE

@@ -116,12 +116,12 @@ class NodeStyle:
 
 
 def status(verdict) -> str:
-    """A verdict of ``grader.atomic.check`` (or None: not defined yet) as a node's status."""
+    """A verdict of ``grader.atomic.judge`` (or None: not defined yet) as a node's status."""
     if verdict is None:
         return UNDEFINED
     if not verdict.ok:
         return WRONG
-    return RIGHT if verdict.vs_autograd.ok else CARRIED
+    return RIGHT if verdict.comparison.ok else CARRIED
 
 
 def first_wrong(statuses: dict[str, str]) -> tuple[str, ...]:
@@ -415,7 +415,7 @@ def exercise1(namespace: dict, verdicts: dict) -> dict[str, str]:
         elif f"d{name}" in namespace:
             if history is None:
                 history = integrity.kernel_history()
-            statuses[name] = status(atomic.check(name, namespace[f"d{name}"], namespace, history, record=False))
+            statuses[name] = status(atomic.judge(name, namespace[f"d{name}"], namespace, history, record=False))
         else:
             statuses[name] = UNDEFINED
     return statuses

@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = course.REPO / "build" / "artifacts"
@@ -330,7 +330,7 @@ def feedback(tmp_path_factory):
 
 @pytest.mark.slow
 def test_feedback_page_names_each_graded_cell_with_its_verdict_and_shows_the_picture(feedback):
-    from grader import classgrade
+    from grader.autograde import feedback as class_feedback
 
     root, path = feedback
     page = path.read_text(encoding="utf-8")
@@ -351,7 +351,7 @@ def test_feedback_page_names_each_graded_cell_with_its_verdict_and_shows_the_pic
     assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', picture)
     assert "Wrong: dcounts." in picture and "25 of 26 right" in picture  # the alt text: the picture in words
     # no hidden test, no MathJax from the network, and the formulas readable as they are
-    for line in classgrade.hidden_lines(root / "source" / course.ASSIGNMENT):
+    for line in class_feedback.hidden_lines(root / "source" / course.ASSIGNMENT):
         assert line not in page
     assert "BEGIN HIDDEN TESTS" not in page and "verify(" not in page
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from the network: no MathJax, no CDN

@@ -9,8 +9,9 @@ import re
 import nbformat
 import pytest
 
-from grader import course, feedback_page
+from grader import feedback_page
 from grader.feedback_page import head_rows, math_to_html, picture, tex_to_html, verdict, what
+from grader.instructor import course
 
 SOURCE = course.REPO / "source" / course.ASSIGNMENT
 

@@ -21,7 +21,7 @@ def fresh_records():
 def statuses_of(edits=()):
     """Every gradient's status after checking all 26 in the lecture's order, as the test cells do."""
     ns = run_cells(edits=edits)
-    return {name: graph.status(atomic.check(name, ns[f"d{name}"], ns, ns["__cells__"])) for name in ORDER}
+    return {name: graph.status(atomic.judge(name, ns[f"d{name}"], ns, ns["__cells__"])) for name in ORDER}
 
 
 def test_the_graph_is_the_models_forward_pass():
