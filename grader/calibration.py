@@ -1,6 +1,6 @@
 """Exercise 4's grading-mode limits, measured: the notebook's training run with autograd's gradients.
 
-``python -m grader.calibration calibrate`` (or, as before, ``python -m grader.training calibrate``)
+``python -m grader.calibration calibrate``
 trains several seeds for ``GRADING_STEPS`` steps with ``loss.backward()`` (a correct manual backward
 matches it to float32 rounding), prints each seed's train and val loss as the grader recomputes them
 (``grader.training.split_losses``) and the limits they suggest; ``grader.training.GRADING_LIMITS``

@@ -15,9 +15,9 @@ notebook trains the lecture's MLP with it. This module holds:
   parameters (BatchNorm calibrated over the training set by the grader itself) and compares them
   with the limits of the mode: the lecture's quality for a full run, a calibrated limit in grading mode.
 
-``python -m grader.training calibrate`` (``grader.calibration``) measures the grading-mode limits (see
+``python -m grader.calibration calibrate`` measures the grading-mode limits (see
 ``GRADING_LIMITS``). Nothing here knows a gradient formula: every reference gradient, and the calibration
-runs, use autograd. At about 400 lines this is one exercise's whole checker, two judges that share the
+runs, use autograd. It is long because it is one exercise's whole checker (about 400 lines), two judges that share the
 run's settings; what it shares with the other exercises lives in ``grader.functions`` and ``grader.checks``.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,7 +56,7 @@ GRADING_STEPS = 5_000
 
 # A full run must reach the lecture's quality (the lecture prints about 2.07 train / 2.11 val).
 FULL_LIMITS = {"train": 2.09, "val": 2.13}
-# Grading mode: the limits for GRADING_STEPS steps, measured with `python -m grader.training calibrate`
+# Grading mode: the limits for GRADING_STEPS steps, measured with `python -m grader.calibration calibrate`
 # (autograd's gradients, which a correct manual backward matches to float32 rounding), 8 seeds, the
 # notebook's seed 2147483647 first, on the course machine (2-core AMD EPYC, shared), 2026-11-28:
 #   train: 2.3036 at the notebook's seed; 2.2952 .. 2.3176 over the 8 seeds (spread 0.0224)
@@ -409,9 +408,3 @@ def verify_model(parameters) -> None:
     verdict = judge_model(parameters)
     if not verdict.ok:
         raise AssertionError(verdict.message)
-
-
-if __name__ == "__main__":  # python -m grader.training calibrate: the command grader.calibration documents
-    from .calibration import main
-
-    sys.exit(main())

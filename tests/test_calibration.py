@@ -43,8 +43,8 @@ def test_the_command_line(monkeypatch):
     assert seen == [(3, 10)]
 
 
-def test_python_m_grader_training_calibrate_still_works():
+def test_python_m_grader_calibration_calibrate_runs():
     proc = subprocess.run(
-        [sys.executable, "-m", "grader.training", "calibrate", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "grader.calibration", "calibrate", "--help"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and proc.stderr == "" and "--seeds" in proc.stdout

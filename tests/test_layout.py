@@ -111,20 +111,7 @@ def test_no_import_cycle_among_graders_modules():
     assert cycle is None, " -> ".join(cycle)
 
 
-# Student-side modules, kept by the checkers' work: their docstrings must say why they are long. When one
-# does, its xfail fails (strict): remove it from this list then.
-LONG_WITHOUT_REASON_YET = {"grader.fused", "grader.training"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="docstring to say why (checkers' module)"))
-        if n in LONG_WITHOUT_REASON_YET
-        else n
-        for n in MODULES
-    ],
-)
+@pytest.mark.parametrize("name", list(MODULES))
 def test_no_module_is_overlong_without_saying_why(name):
     path = MODULES[name]
     lines = len(path.read_text().splitlines())
