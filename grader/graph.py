@@ -7,7 +7,9 @@ by its gradient's verdict, and the first wrong gradient on each path from the lo
 border: that is where the mistake entered; what lies below it in the "right step, wrong upstream"
 colour is what it spoiled.
 
-Two halves, kept apart so the first can be tested without drawing:
+It is long because one picture's rules live together: the node positions, the verdict colours and the
+drawing of both Exercise 1's graph and Exercise 4's smaller one. Two halves, kept apart so the first can
+be tested without drawing:
 
 * ``status`` / ``styles``: pure functions from verdicts to each node's colour and border;
 * ``draw`` / ``png`` / ``show``: matplotlib (no system binary, no graphviz), a fixed layout computed
