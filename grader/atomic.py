@@ -18,27 +18,7 @@ import torch
 from . import graph, integrity
 from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
 from .ipython import expect_names
-from .model import check_case
-
-# The lecture's order: each tensor comes after every tensor it flows into.
-STAGES = {
-    "cross-entropy": (
-        "logprobs",
-        "probs",
-        "counts_sum_inv",
-        "counts_sum",
-        "counts",
-        "norm_logits",
-        "logit_maxes",
-        "logits",
-    ),
-    "second linear layer": ("h", "W2", "b2"),
-    "tanh": ("hpreact",),
-    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
-    "first linear layer": ("embcat", "W1", "b1"),
-    "embedding": ("emb", "C"),
-}
-ORDER = tuple(name for names in STAGES.values() for name in names)
+from .model import ORDER, STAGES, check_case  # noqa: F401 (grader.atomic.STAGES, ORDER: the notebooks' API)
 
 
 class Reference:
@@ -235,7 +215,7 @@ def check_stage(stage: str, namespace: dict | None = None) -> None:
         raise KeyError(f"{stage!r} is not a stage: {', '.join(STAGES)}")
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
     _print_rows(STAGES[stage], namespace, verdicts := {})
-    graph.show_exercise1(namespace, verdicts)  # the picture of the whole graph, in a kernel only
+    _picture(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 def table(namespace: dict | None = None) -> None:
@@ -243,7 +223,32 @@ def table(namespace: dict | None = None) -> None:
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
     passed = _print_rows(ORDER, namespace, verdicts := {})
     print(f"{passed} of {len(ORDER)} gradients pass")
-    graph.show_exercise1(namespace, verdicts)  # the picture of the whole graph, in a kernel only
+    _picture(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 expect_names([f"d{name}" for name in ORDER], "Its answer cell")
+
+
+def statuses(namespace: dict, verdicts: dict) -> dict[str, str]:
+    """Every tensor's status for the picture (``grader.graph``): ``verdicts`` (the rows just printed), the
+    rest judged now, without being recorded (``record=False``), so the picture changes nothing that a later
+    check sees."""
+    history = None
+    out = {}
+    for name in ORDER:
+        if name in verdicts:
+            out[name] = graph.status(verdicts[name])
+        elif f"d{name}" in namespace:
+            if history is None:
+                history = integrity.kernel_history()
+            out[name] = graph.status(judge(name, namespace[f"d{name}"], namespace, history, record=False))
+        else:
+            out[name] = graph.UNDEFINED
+    return out
+
+
+def _picture(namespace: dict, verdicts: dict) -> bool:
+    """``check_stage`` and ``table``: the whole graph of Exercise 1, coloured by every gradient's verdict."""
+    if not graph.in_kernel():
+        return False
+    return graph.show(statuses(namespace, verdicts), exercise="exercise1")

@@ -15,7 +15,8 @@ be tested without drawing:
 * ``draw`` / ``png`` / ``show``: matplotlib (no system binary, no graphviz), a fixed layout computed
   from the lecture's order (``layout``), so the same verdicts always give the same picture.
 
-``grader.atomic.check_stage`` and ``table`` show it, and so does ``grader.training.check_first_batch``
+``grader.atomic.check_stage`` and ``table`` show it (``grader.atomic.statuses``), and so does
+``grader.training.check_first_batch``
 (for the seven parameters: Exercise 4 returns no intermediate gradient to judge). It is shown only
 in an IPython kernel (JupyterLab, nbgrader, nbval, the answer keys), never printed as text, so the
 text table stays byte for byte what it was; under nbgrader it is drawn too, since the feedback page
@@ -27,7 +28,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from .model import PARAM_NAMES
+from .model import ORDER, PARAM_NAMES
 
 # ---------------------------------------------------------------------------------------------
 # The graph: Exercise 1's forward pass, from grader.model's ops (the names only; no tensor needed)
@@ -78,9 +79,7 @@ for _out, _inputs in EDGES:
 
 
 def order() -> tuple[str, ...]:
-    """The lecture's order of Exercise 1's 26 tensors (``grader.atomic.ORDER``): loss first, then backwards."""
-    from .atomic import ORDER
-
+    """The lecture's order of Exercise 1's 26 tensors (``grader.model.ORDER``): loss first, then backwards."""
     return ORDER
 
 
@@ -399,35 +398,6 @@ def show(statuses: dict[str, str], title: str = "", exercise: str = "") -> bool:
     metadata = {"image/png": {"alt": alt_text(statuses, title)}, METADATA_KEY: exercise or "graph"}
     display(Image(data=data, format="png"), metadata=metadata)
     return True
-
-
-def exercise1(namespace: dict, verdicts: dict) -> dict[str, str]:
-    """Every tensor's status for the picture: ``verdicts`` (the rows just printed), the rest judged now.
-
-    A gradient not in ``verdicts`` but defined in ``namespace`` is judged without being recorded
-    (``record=False``), so the picture changes nothing that a later check sees.
-    """
-    from . import atomic, integrity
-
-    history = None
-    statuses = {}
-    for name in order():
-        if name in verdicts:
-            statuses[name] = status(verdicts[name])
-        elif f"d{name}" in namespace:
-            if history is None:
-                history = integrity.kernel_history()
-            statuses[name] = status(atomic.judge(name, namespace[f"d{name}"], namespace, history, record=False))
-        else:
-            statuses[name] = UNDEFINED
-    return statuses
-
-
-def show_exercise1(namespace: dict, verdicts: dict) -> bool:
-    """``check_stage`` and ``table``: the whole graph of Exercise 1, coloured by every gradient's verdict."""
-    if not in_kernel():
-        return False
-    return show(exercise1(namespace, verdicts), exercise="exercise1")
 
 
 def exercise4(verdicts: dict) -> dict[str, str]:

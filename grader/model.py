@@ -205,3 +205,24 @@ def random_case(
         scale = max_logit / forward_case(params, Xb, Yb).values["logits"].abs().max()
         params["W2"], params["b2"] = params["W2"] * scale, params["b2"] * scale
     return forward_case(params, Xb, Yb)
+
+
+# Exercise 1's 26 tensors by stage, in the lecture's order: each tensor comes after every tensor it flows into.
+STAGES = {
+    "cross-entropy": (
+        "logprobs",
+        "probs",
+        "counts_sum_inv",
+        "counts_sum",
+        "counts",
+        "norm_logits",
+        "logit_maxes",
+        "logits",
+    ),
+    "second linear layer": ("h", "W2", "b2"),
+    "tanh": ("hpreact",),
+    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
+    "first linear layer": ("embcat", "W1", "b1"),
+    "embedding": ("emb", "C"),
+}
+ORDER = tuple(name for names in STAGES.values() for name in names)

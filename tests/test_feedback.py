@@ -48,7 +48,9 @@ def test_the_scratch_course_runs_the_preprocessors_where_nbgrader_would():
     grading = feedback.autograde_preprocessors()
     assert {LimitOutput, SaveAutoGrades} <= set(grading) and grading[-1] is CapOutputs  # after all that grades
     assert feedback.autograde_preprocessors([LimitOutput]) == [LimitOutput, CapOutputs]  # the course's own list
-    shown = feedback.feedback_preprocessors()
+    from grader.feedback_page import feedback_preprocessors
+
+    shown = feedback_preprocessors()
     assert shown.index(ShortTracebacks) < shown.index(ClearHiddenTests)  # it needs the markers to find the cells
 
 

@@ -76,17 +76,6 @@ def autograde_preprocessors(configured: list | None = None) -> list:
     return [*(configured or Autograde.class_traits()["autograde_preprocessors"].default()), CapOutputs]
 
 
-def feedback_preprocessors() -> list:
-    """``GenerateFeedback.preprocessors``: the tests' visible part, the hints and pass/fail, never the hidden
-    tests' source nor a traceback that quotes it."""
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-
-    from ..feedback_page import FeedbackHead  # the head: each graded cell with its verdict, and the picture
-
-    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FeedbackHead]
-
-
 def _was_cut(nb, n: int = MAX_OUTPUT_CHARS) -> bool:
     """Whether ``CapOutputs`` cut an output of ``nb``."""
     for cell in nb.cells:

@@ -39,7 +39,8 @@ c.Execute.interrupt_on_timeout = True
 # the sandbox has no network: Jupyter's channels go over Unix sockets
 c.KernelManager.transport = "ipc"
 {ip}c.OverwriteCells.add_missing_cells = True
-from grader.autograde.feedback import autograde_preprocessors, feedback_preprocessors
+from grader.autograde.feedback import autograde_preprocessors
+from grader.feedback_page import feedback_preprocessors
 # outputs cut to a size; feedback shows the tests' visible part, the hints and pass/fail, never the hidden tests
 c.Autograde.autograde_preprocessors = autograde_preprocessors(c.Autograde.get("autograde_preprocessors"))
 c.GenerateFeedback.preprocessors = feedback_preprocessors()
