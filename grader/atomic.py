@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import checks, integrity
+from . import checks, integrity, owncode, rerun
 from .checks import ATOL, Comparison, Context, batch_factors, compare
 from .ipython import expect_names
 from .model import check_case
@@ -47,7 +47,7 @@ class Reference:
 
     def __init__(self) -> None:
         case = check_case()
-        self.Xb, self.n, self.ops = case.Xb, case.n, case.ops
+        self.Xb, self.Yb, self.n, self.ops = case.Xb, case.Yb, case.n, case.ops
         self.values, self.grads = case.values, case.grads
 
     def uses(self, name: str):
@@ -151,7 +151,15 @@ def _integrity_problem(name: str, dt, history) -> str | None:
 
 
 def check(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
-    """Judge ``dt`` as the gradient of ``name``, error carried forward."""
+    """Judge ``dt`` (or ``answer(...)``'s ``Missing``) as the gradient of ``name``: its value, error
+    carried forward, and the student's own code for it, re-run privately (``grader.owncode``)."""
+    if name not in ORDER:
+        raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
+    return owncode.judge(name, dt, namespace, history, record)
+
+
+def check_value(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+    """Judge the value ``dt`` as the gradient of ``name``, error carried forward."""
     if name not in ORDER:
         raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
     ref = reference()
@@ -199,6 +207,7 @@ def reset() -> None:
     """Forget every recorded answer (the upstream gradients used for error carried forward)."""
     _submitted.clear()
     _roots.clear()
+    owncode.reset()
 
 
 def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str, ...]) -> None:
@@ -234,9 +243,24 @@ def cmp(s: str, dt, t=None) -> None:
         raise AssertionError(verdict.message)
 
 
-def verify(s: str, dt) -> None:
-    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success."""
-    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
+def answer(name: str):
+    """The notebook's ``name`` (e.g. ``answer('dbnvar_inv')``), or a ``Missing`` that the check re-runs.
+
+    A test cell reads the answer through it, so that a gradient whose cell crashed earlier is still
+    checked (its code is re-run privately) instead of the cell stopping at a NameError.
+    """
+    return sys._getframe(1).f_globals.get(name, owncode.Missing(name))
+
+
+def verify(s: str, dt=None) -> None:
+    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success.
+
+    Without ``dt`` it reads ``d`` + ``s`` from the notebook itself (a ``Missing`` when undefined).
+    """
+    namespace = _caller_globals()
+    if dt is None:
+        dt = namespace.get(f"d{s}", owncode.Missing(f"d{s}"))
+    verdict = check(s, dt, namespace, integrity.kernel_history())
     if not verdict.ok:
         raise AssertionError(verdict.message)
 
@@ -276,3 +300,4 @@ def table(namespace: dict | None = None) -> None:
 
 
 expect_names([f"d{name}" for name in ORDER], "Its answer cell")
+rerun.install()
