@@ -20,6 +20,7 @@ from . import checks, integrity, owncode, rerun
 from .checks import ATOL, Comparison, Context, batch_factors, compare
 from .ipython import expect_names
 from .model import check_case
+from .owncode import Missing
 
 # The lecture's order: each tensor comes after every tensor it flows into.
 STAGES = {

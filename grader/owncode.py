@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import rerun
+from . import checks, rerun
 from .checks import ATOL, Comparison, Context, batch_factors, compare, fmt_shape
+from .ipython import stub_hint
 
 RANDOM_SEED = 1234  # the random upstream gradients: torch.Generator().manual_seed(RANDOM_SEED + k)
 
@@ -207,6 +208,12 @@ def _upstream_for_rerun(code: rerun.Code, namespace: dict) -> tuple[dict[str, to
     return given, replaced
 
 
+def _unusable(gradient: str, namespace: dict) -> bool:
+    ref = _atomic().reference()
+    tensor = gradient[1:]
+    return tensor in ref.grads and _atomic()._usable(namespace.get(gradient), ref.grads[tensor]) is None
+
+
 def _zero_for_every_input(true: torch.Tensor) -> bool:
     return bool(true.abs().max().item() <= ATOL)
 
@@ -237,13 +244,15 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
         elif stopped is not None:
             reason = stopped[0]
         elif missing:
-            reason = f"{target} is not defined in your notebook"
+            reason = "in your notebook it is not defined"
         elif atomic._usable(dt, true) is None:
-            bad = [
-                g for g in sorted(code.gradients) if atomic._usable(namespace.get(g), ref.grads.get(g[1:], true)) is None
-            ]
-            if bad and all(g[1:] in ref.grads for g in bad):
-                reason = f"in your notebook it is unusable because {', '.join(bad)}, which it reads, is missing or has the wrong shape"
+            bad = [g for g in sorted(code.gradients) if _unusable(g, namespace)]
+            if bad:
+                reason = (
+                    f"in your notebook it is unusable because {', '.join(bad)}, which it reads, "
+                    f"is missing or has the wrong shape"
+                )
+    error = None
     if reason is not None:
         given, _ = _upstream_for_rerun(code, namespace)
         value, error = code.run(given, _forward(ref), namespace)
@@ -254,13 +263,19 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
                 ecf = verdict.message.removeprefix("ok").removeprefix(": this step is right")
                 verdict.message = f"ok: your code for {target} is right; {reason}{ecf}"
             return verdict
+        if error is None:
+            error = f"it leaves {target} as {checks.describe_type(value).removeprefix('it is ')}"
 
     # 2. The value, as it is in the notebook (error carried forward).
     verdict = atomic.check_value(name, None if missing else dt, namespace, history, record=record)
     if missing and not verdict.ok:
-        verdict.message = f"{target} is not defined" + (
-            f" ({reason})" if reason and "not defined" not in reason else ""
-        ) + ": is its answer cell still the NotImplementedError() stub, or did it stop before this line?"
+        if error is not None:
+            verdict.message = (
+                f"{target} is not defined ({reason}), and your code for it, re-run with usable upstream "
+                f"gradients, does not give it either: {error}"
+            )
+        else:
+            verdict.message = f"{target} is not defined. " + (stub_hint(target) or "").removeprefix("Hint: ")
         return verdict
     if not verdict.ok:
         return verdict

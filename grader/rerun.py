@@ -101,7 +101,9 @@ def install() -> None:
     if shell is None:
         return
     callbacks = shell.events.callbacks.get("post_run_cell", [])
-    if not any(getattr(cb, "__name__", "") == _post_run_cell.__name__ and cb.__module__ == __name__ for cb in callbacks):
+    if not any(
+        getattr(cb, "__name__", "") == _post_run_cell.__name__ and cb.__module__ == __name__ for cb in callbacks
+    ):
         shell.events.register("post_run_cell", _post_run_cell)
 
 

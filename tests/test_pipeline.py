@@ -108,7 +108,8 @@ def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
         for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
         if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dcounts"
     )
-    assert "cmp('counts', dcounts, counts)" in cell.source and "grader.atomic.verify('counts', dcounts)" in cell.source
+    assert "cmp('counts', grader.atomic.answer('dcounts'), counts)" in cell.source
+    assert "grader.atomic.verify('counts')" in cell.source
 
 
 def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):
