@@ -250,7 +250,7 @@ def answer(name: str):
     A test cell reads the answer through it, so that a gradient whose cell crashed earlier is still
     checked (its code is re-run privately) instead of the cell stopping at a NameError.
     """
-    return sys._getframe(1).f_globals.get(name, owncode.Missing(name))
+    return sys._getframe(1).f_globals.get(name, Missing(name))
 
 
 def verify(s: str, dt=None) -> None:
@@ -260,7 +260,7 @@ def verify(s: str, dt=None) -> None:
     """
     namespace = _caller_globals()
     if dt is None:
-        dt = namespace.get(f"d{s}", owncode.Missing(f"d{s}"))
+        dt = namespace.get(f"d{s}", Missing(f"d{s}"))
     verdict = check(s, dt, namespace, integrity.kernel_history())
     if not verdict.ok:
         raise AssertionError(verdict.message)
