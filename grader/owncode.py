@@ -132,7 +132,7 @@ def local_step(name: str, code: rerun.Code, namespace: dict) -> StepCheck | None
     reads = sorted(g[1:] for g in code.gradients)
     if not reads or any(r not in ref.grads or r == "loss" for r in reads):
         return None
-    key = (name, code.source(), tuple((r, _shape_of(namespace.get(f"d{r}"))) for r in reads))
+    key = (id(ref), name, code.source(), tuple((r, _shape_of(namespace.get(f"d{r}"))) for r in reads))
     if key in _step_cache:
         return _step_cache[key]
     free = [r for r in reads if not any(o != r and o in _downstream(ref, r) for o in reads)]
