@@ -48,6 +48,9 @@ class StepCheck:
     ok: bool
     comparison: Comparison
     upstream: tuple[str, ...]  # the gradients the code read
+    value: object = None  # what the code gave
+    expected: torch.Tensor | None = None  # autograd's step
+    given: dict | None = None  # the gradient that came down each op's output, by the output's name
 
 
 _step_cache: dict[tuple, StepCheck | None] = {}
@@ -156,9 +159,15 @@ def local_step(name: str, code: rerun.Code, namespace: dict) -> StepCheck | None
         given = {f"d{r}": _shaped(known[r], namespace.get(f"d{r}")) for r in reads}
         value, error = code.run(given, _forward(ref), namespace)
         if error is None:
-            context = Context(factors=batch_factors(ref.n), branches=branches if len(branches) > 1 else {})
+            several = len(branches) > 1
+            context = Context(
+                factors=batch_factors(ref.n),
+                branches=branches if several else {},
+                terms={f"the path through `{o}`": b for o, b in branches.items()} if several else {},
+            )
             comparison = compare(value, expected, f"`{name}`", context)
-            result = StepCheck(comparison.ok, comparison, tuple(reads))
+            upstream = {o: known[o] for o in ups}
+            result = StepCheck(comparison.ok, comparison, tuple(reads), value, expected, upstream)
     _step_cache[key] = result
     return result
 
@@ -258,6 +267,8 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
         value, error = code.run(given, _forward(ref), namespace)
         if error is None and isinstance(value, torch.Tensor):
             verdict = atomic.check_value(name, value, namespace, history, record=record)
+            if not verdict.ok:
+                _better_hint(name, verdict, code, namespace)
             verdict = _judge_code(name, value, verdict, code, namespace, record)
             if verdict.ok:
                 ecf = verdict.message.removeprefix("ok").removeprefix(": this step is right")
@@ -268,6 +279,8 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
 
     # 2. The value, as it is in the notebook (error carried forward).
     verdict = atomic.check_value(name, None if missing else dt, namespace, history, record=record)
+    if not verdict.ok and not missing and code is not None:
+        _better_hint(name, verdict, code, namespace)
     if missing and not verdict.ok:
         if error is not None:
             verdict.message = (
@@ -282,6 +295,28 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
     if code is None:
         return _no_zero_credit(name, dt, verdict, record)
     return _judge_code(name, dt, verdict, code, namespace, record)
+
+
+GENERIC = ("it is off: relative error", "(they share memory)")
+
+
+def _better_hint(name: str, verdict, code: rerun.Code, namespace: dict) -> None:
+    """Replace a generic "how far off" hint by what the wrong local step did, found from the op."""
+    if not any(g in verdict.message for g in GENERIC) or not code.gradients:
+        return
+    try:
+        step = local_step(name, code, namespace)
+    except Exception:  # noqa: BLE001 - a hint must never break a check
+        return
+    if step is None or step.ok:
+        return
+    from . import hints_ops
+
+    better = hints_ops.hint(_atomic().reference(), name, step.value, step.expected, step.given)
+    if better is None and not step.comparison.hint.startswith("it is off:"):
+        better = step.comparison.hint
+    if better:
+        verdict.message = f"d{name} is wrong: {better}"
 
 
 def _no_zero_credit(name: str, dt, verdict, record: bool):
