@@ -246,7 +246,7 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
 
     # 1. The code never (fully) ran, or could not: re-run it with usable upstream gradients.
     reason = None
-    if code is not None and atomic._integrity_problem(name, None, history) is None:
+    if code is not None:  # (a slice that uses autograd is no code: rerun.code_for)
         stopped = never_ran(code, history)
         if stopped is not None and stopped[1]:
             reason = None  # a time or memory limit stopped it: it is not re-run

@@ -359,6 +359,18 @@ def _tainted(stmts, tensors) -> set[str]:
     return tainted
 
 
+_analysed_last: dict = {}
+
+
+def _analysed(history: tuple, tensors: frozenset) -> tuple[list[Statement], set[str]]:
+    """``statements`` and ``_tainted`` of ``history``, kept for the next check (it reads the same cells)."""
+    key = (history, tensors)
+    if _analysed_last.get("key") != key:
+        stmts = statements(history)
+        _analysed_last.update(key=key, value=(stmts, _tainted(stmts, tensors)))
+    return _analysed_last["value"]
+
+
 def code_for(target: str, history, tensors, available=()) -> Code | None:
     """The backward slice of ``history`` that computes ``target`` (e.g. "dbnvar_inv"), or None.
 
@@ -368,8 +380,7 @@ def code_for(target: str, history, tensors, available=()) -> Code | None:
     ``n``) is taken from there rather than recomputed. None when no statement assigns
     ``target``, when the slice uses autograd, or when nothing ever creates ``target``.
     """
-    stmts = statements(history)
-    tainted = _tainted(stmts, tensors)
+    stmts, tainted = _analysed(tuple(history), frozenset(tensors))
     available = set(available)
     need = {target}
     chosen: list[Statement] = []
