@@ -63,6 +63,9 @@ def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
         for cell, hint in s.loses.items():
             notebook = next(c.notebook for c in cells if c.cell == cell)
             assert hint in course.feedback_text(root, s.id, notebook), f"{cell}: {hint!r} not in feedback"
+    for cell, text in s.shows.items():  # passing cells whose feedback must say something (e.g. why a line never ran)
+        notebook = next(c.notebook for c in cells if c.cell == cell)
+        assert text in course.feedback_text(root, s.id, notebook), f"{cell}: {text!r} not in feedback"
 
 
 def _test_cells(root):
