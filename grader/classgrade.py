@@ -79,13 +79,31 @@ class Options:
 
 @dataclass
 class Student:
-    id: str
+    id: str  # the folder's (or file's) name: the id in the real gradebook, the ledger, the summary and the CSV
     files: dict[str, Path] = field(default_factory=dict)  # notebook name -> handed-in file
     problems: list[str] = field(default_factory=list)
     timestamp: str | None = None
     raw: list[Path] = field(default_factory=list)  # every file handed in, usable or not (for the digest)
     digest: str = ""
     report: precheck.Report | None = None
+    key: str = ""  # the id as a path and inside the scratch course: the id itself when plain, else safe_key(id)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or (self.id if STUDENT_ID.match(self.id) else safe_key(self.id))
+
+
+def safe_key(name: str) -> str:
+    """A plain id for a folder name that is not one (``Jane Doe``, ``josé``, ``.dotted``): ASCII letters,
+    digits and ``_.@+-``, then 8 hex digits of the name's hash so that two names never share one."""
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_.@+-]+", "_", ascii_name).lstrip(".-") or "student"
+    return f"{slug[:40]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+# Folders of a submissions folder that are never a student's (editors and archivers leave them).
+NOT_STUDENTS = {".ipynb_checkpoints", "__MACOSX", ".DS_Store", ".git", "__pycache__"}
 
 
 @dataclass
@@ -153,10 +171,10 @@ def discover(opts: Options, work: Path) -> list[Student]:
     students: dict[str, Student] = {}
     nbgrader_layout = any((d / opts.assignment).is_dir() for d in root.iterdir() if d.is_dir())
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name in NOT_STUDENTS or entry.is_symlink():
             continue
         if nbgrader_layout:
-            if not entry.is_dir():
+            if not entry.is_dir() or (entry.name.startswith(".") and not (entry / opts.assignment).is_dir()):
                 continue
             s = students.setdefault(entry.name, Student(entry.name))
             folder = entry / opts.assignment
@@ -194,9 +212,12 @@ def discover(opts: Options, work: Path) -> list[Student]:
                     s.files[name] = f
     out = []
     for s in students.values():
-        if not STUDENT_ID.match(s.id):
-            print(f"skipped {s.id!r}: not a usable student id (letters, digits, _.@+- only)", file=sys.stderr)
-            continue
+        if s.key != s.id:
+            s.problems.append(
+                f"graded as {s.key}: the folder name {s.id!r} is not a plain student id (letters, digits, _.@+-), "
+                f"so its scratch course, feedback/{s.key}/, autograded/{s.key}/ and logs/{s.key}.log use that name; "
+                f"the gradebook, grades.csv and the summary use {s.id!r}"
+            )
         h = hashlib.sha256()
         for path in s.raw:
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -305,6 +326,15 @@ def run_child(target, args: tuple, cwd: Path, env: dict, timeout: float | None =
         os.unlink(log)
 
 
+def course_env(opts: Options) -> dict[str, str]:
+    """The environment of nbgrader's processes: tool_env() and the course directory on PYTHONPATH, as when
+    nbgrader runs in the course (a plugin or preprocessor that the course's nbgrader_config.py names by
+    its module is importable from the scratch courses too)."""
+    env = tool_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(opts.course), env.get("PYTHONPATH", "")] if p)
+    return env
+
+
 def run_nbgrader(folder: Path, *args: str, env=None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in ``folder`` as its own process group; the whole group is killed at ``timeout``."""
     from . import _gradeworker
@@ -320,6 +350,10 @@ def make_template(opts: Options, work: Path) -> Path:
         shutil.rmtree(template)
     template.mkdir(parents=True)
     shutil.copytree(opts.course / "source" / opts.assignment, template / "source" / opts.assignment)
+    # what the course's config may name beside the assignments: source/header.ipynb, a footer, shared files
+    for path in (opts.course / "source").iterdir():
+        if path.is_file() and not path.is_symlink():
+            shutil.copy2(path, template / "source" / path.name)
     write_config(template, opts, f"sqlite:///{template / 'gradebook.db'}")
 
     def generate(db: str | None) -> None:
@@ -327,7 +361,7 @@ def make_template(opts: Options, work: Path) -> Path:
         if db:  # into a release folder of its own: the two run at once
             args += [f"--CourseDirectory.db_url={db}", "--CourseDirectory.release_directory=release-db"]
         with _db_lock(db or ""):
-            proc = run_nbgrader(template, *args)
+            proc = run_nbgrader(template, *args, env=course_env(opts))
         if proc.returncode != 0:
             raise GradingError(
                 f"nbgrader generate_assignment {opts.assignment} failed"
@@ -338,7 +372,19 @@ def make_template(opts: Options, work: Path) -> Path:
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(generate, None), pool.submit(generate, real_db(opts))]:
             done.result()
+    _copy_duedate(opts, template / "gradebook.db")
     return template
+
+
+def _copy_duedate(opts: Options, template_db: Path) -> None:
+    """The real assignment's due date (set in the formgrader, by `nbgrader db assignment`, or by the config)
+    into the template's gradebook: nbgrader's late penalty in each scratch course then sees it."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(real_db(opts)) as real:
+        duedate = real.find_assignment(opts.assignment).duedate
+    with Gradebook(f"sqlite:///{template_db}") as scratch:
+        scratch.update_or_create_assignment(opts.assignment, duedate=duedate)
 
 
 def preload(opts: Options) -> list[str]:
@@ -413,26 +459,35 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     """Grade one student in its own scratch course (runs in a worker thread; touches only its folder)."""
     start = time.monotonic()
     s.report = precheck.check(
-        s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.id, s.problems
+        s.id, s.files, opts.course / "source" / opts.assignment, work / "checked" / s.key, s.problems
     )
     if not s.report.notebooks:  # nothing nbgrader could open: every notebook scores 0, the reasons say why
         return Outcome(s.id, True, "no notebook could be graded", 0.0, "", manual=False)
-    scratch = work / "students" / s.id
+    scratch = work / "students" / s.key
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
     shutil.copytree(template / "source", scratch / "source")
     shutil.copy2(template / "gradebook.db", scratch / "gradebook.db")
+    seed(opts, s, scratch / "gradebook.db")
     run_dir = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))  # short: a Unix socket path has ~100 bytes
     write_config(scratch, opts, f"sqlite:///{scratch / 'gradebook.db'}", run_dir)
-    submitted = scratch / "submitted" / s.id / opts.assignment
+    submitted = scratch / "submitted" / s.key / opts.assignment
     submitted.mkdir(parents=True)
     for name, path in s.report.notebooks.items():
         shutil.copy2(path, submitted / f"{name}.ipynb")
     if s.timestamp:
         (submitted / "timestamp.txt").write_text(s.timestamp)
-    autograded = scratch / "autograded" / s.id / opts.assignment
+    autograded = scratch / "autograded" / s.key / opts.assignment
     autograded.mkdir(parents=True)
+    # The kernel works in a folder of its own, seen inside the sandbox at the autograded folder's path
+    # (nbgrader's working folder): whatever it writes there (a symlink to the gradebook, a notebook
+    # replaced by a link, a huge file) lands in kernel/, which the grading process never reads, follows
+    # or copies; nbgrader writes the autograded notebooks into the real folder, which the kernel cannot see.
+    kernel_cwd = scratch / "kernel"
+    # it starts with what nbgrader puts beside the notebooks: the source's other files (data, images)
+    ignore = shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", "*.pyc")
+    shutil.copytree(scratch / "source" / opts.assignment, kernel_cwd, ignore=ignore, symlinks=True)
     hidden = [
         opts.course / "source",
         opts.course / "gradebook.db",
@@ -453,9 +508,10 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         share,
         sandbox=opts.sandbox,
         memory_bytes=opts.memory,
-        writable=[autograded.parent],
+        writable=[],
         hidden=hidden,
         runtime=run_dir,
+        private={kernel_cwd: autograded},
         zygote=opts.preload if opts.zygote else None,
         env={
             "HOME": str(run_dir / "home"),
@@ -463,7 +519,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
             "MPLCONFIGDIR": str(run_dir / "mpl"),
         },
     )
-    env = tool_env()
+    env = course_env(opts)
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
     env.update(JUPYTER_PATH=str(share), JUPYTER_RUNTIME_DIR=str(run_dir), TMPDIR=str(run_dir))
     from . import _gradeworker
@@ -471,7 +527,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
     try:
         code, out = run_child(
             _gradeworker.grade,
-            (str(scratch), opts.assignment, s.id, str(opts.memory), str(kernel)),
+            (str(scratch), opts.assignment, s.key, str(opts.memory), str(kernel)),
             scratch,
             env,
             opts.student_timeout,
@@ -529,15 +585,19 @@ def canary(opts: Options, template: Path, work: Path) -> dict:
             with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}") as gb:
                 try:
                     sub = gb.find_submission(opts.assignment, CANARY)
+                    # the autograder's cells (code); a manually graded answer (markdown) waits for a person
                     cells = [
-                        (nb.name, g.name, float(g.score), float(g.max_score)) for nb in sub.notebooks for g in nb.grades
+                        (nb.name, g.name, float(g.auto_score or 0.0), float(g.max_score))
+                        for nb in sub.notebooks
+                        for g in nb.grades
+                        if g.cell.cell_type == "code"
                     ]
                 except MissingEntry:
                     pass
         score, maximum = sum(c[2] for c in cells), sum(c[3] for c in cells)
         short = [f"{nb}/{cell}" for nb, cell, got, most in cells if got < most]
         if not outcome.graded or not cells or short:
-            got = f"{score:g} of {maximum:g} points" if cells else "no score"
+            got = f"{score:g} of {maximum:g} autograded points" if cells else "no score"
             why = outcome.reason if not outcome.graded else _first_error(scratch / "instructor", short)
             raise GradingError(
                 f"canary: the instructor's solution notebooks ({source}) do not get full marks here ({got}), so "
@@ -589,69 +649,139 @@ def _last_error(log: str) -> str:
 # The real gradebook, from this process only
 
 
-def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> None:
-    """Replace ``s``'s submission in the real gradebook with the scratch gradebook's (or a 0 to look at)."""
+def _grades(sub) -> dict:
+    """A submission's grades and comments by (notebook, cell), and its notebooks by name."""
+    notebooks = {nb.name: nb for nb in sub.notebooks} if sub is not None else {}
+    grades = {(nb.name, g.name): g for nb in notebooks.values() for g in nb.grades}
+    comments = {(nb.name, c.name): c for nb in notebooks.values() for c in nb.comments}
+    return {"notebooks": notebooks, "grades": grades, "comments": comments}
+
+
+def seed(opts: Options, s: Student, scratch_db: Path) -> None:
+    """Put ``s``'s submission as the real gradebook has it (TA overrides, comments, flags, timestamp) into its
+    scratch gradebook, so that nbgrader's autograde there treats it exactly as it would in the course:
+    a manual score is kept and its cell marked for review, a manual comment is kept."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(real_db(opts)) as real:
+        try:
+            old = real.find_submission(opts.assignment, s.id)
+        except MissingEntry:
+            return
+        with Gradebook(f"sqlite:///{scratch_db}") as scratch:
+            scratch.update_or_create_student(s.key)
+            new = scratch.add_submission(opts.assignment, s.key, timestamp=old.timestamp)
+            theirs, mine = _grades(old), _grades(new)
+            for name, nb in mine["notebooks"].items():
+                if name in theirs["notebooks"]:
+                    nb.flagged = theirs["notebooks"][name].flagged
+            for key, g in mine["grades"].items():
+                if key in theirs["grades"]:
+                    t = theirs["grades"][key]
+                    g.auto_score, g.manual_score, g.extra_credit = t.auto_score, t.manual_score, t.extra_credit
+                    g.needs_manual_grade = t.needs_manual_grade
+            for key, c in mine["comments"].items():
+                if key in theirs["comments"]:
+                    c.auto_comment, c.manual_comment = (
+                        theirs["comments"][key].auto_comment,
+                        theirs["comments"][key].manual_comment,
+                    )
+            scratch.db.commit()
+
+
+def merge(opts: Options, s: Student, outcome: Outcome, work: Path) -> list[str]:
+    """Update ``s``'s submission in the real gradebook from its scratch gradebook, as nbgrader's autograde
+    updates a submission: the autograder's scores, comments, timestamp and late penalty replace the old ones;
+    what a person wrote (manual scores, manual comments, flags) is kept, and a manual score beside a changed
+    autograder score is marked for review. When the student could not be graded, its cells are marked for
+    manual grading (or 0, ``outcome.manual`` False). Returns the overrides to review."""
     import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
 
     warnings.filterwarnings("ignore", message=".*not in session.*")  # SQLAlchemy on nbgrader's add_submission
-    scratch_db = work / "students" / s.id / "gradebook.db"
-    found = None
-    if outcome.graded and scratch_db.is_file():
-        src = Gradebook(f"sqlite:///{scratch_db}")
-        try:
-            found = src.find_submission(opts.assignment, s.id)
-        except MissingEntry:
-            found = None
+    scratch_db = work / "students" / s.key / "gradebook.db"
+    review = []
+    src = Gradebook(f"sqlite:///{scratch_db}") if outcome.graded and scratch_db.is_file() else None
     try:
+        found = None
+        if src is not None:
+            try:
+                found = src.find_submission(opts.assignment, s.key)
+            except MissingEntry:
+                found = None
+        theirs = _grades(found)
         with Gradebook(real_db(opts)) as dst:
             dst.update_or_create_student(s.id)
             try:
-                dst.remove_submission(opts.assignment, s.id)
+                sub = dst.find_submission(opts.assignment, s.id)
             except MissingEntry:
-                pass
-        with Gradebook(real_db(opts)) as dst:
-            sub = dst.add_submission(opts.assignment, s.id, timestamp=found.timestamp if found else None)
-            theirs = {(nb.name, g.name): g for nb in (found.notebooks if found else []) for g in nb.grades}
-            comments = {(nb.name, c.name): c for nb in (found.notebooks if found else []) for c in nb.comments}
-            flagged = {nb.name: nb.flagged for nb in (found.notebooks if found else [])}
-            for nb in sub.notebooks:
-                nb.flagged = flagged.get(nb.name, False)
-                for g in nb.grades:
-                    t = theirs.get((nb.name, g.name))
-                    if t is None:  # nbgrader did not grade it: 0 (and an instructor should look)
-                        g.auto_score, g.needs_manual_grade = (None, True) if outcome.manual else (0.0, False)
-                    else:
-                        g.auto_score, g.manual_score = t.auto_score, t.manual_score
-                        g.extra_credit, g.needs_manual_grade = t.extra_credit, t.needs_manual_grade
-                for c in nb.comments:
-                    t = comments.get((nb.name, c.name))
-                    if t is not None:
-                        c.auto_comment, c.manual_comment = t.auto_comment, t.manual_comment
+                sub = dst.add_submission(opts.assignment, s.id)
+            if found is not None:
+                sub.timestamp = found.timestamp
+            mine = _grades(sub)
+            for name, nb in mine["notebooks"].items():
+                if name in theirs["notebooks"]:
+                    nb.late_submission_penalty = theirs["notebooks"][name].late_submission_penalty
+            for key, g in mine["grades"].items():
+                t = theirs["grades"].get(key)
+                before = g.auto_score
+                if t is None:  # nbgrader did not grade it: 0 (and an instructor should look)
+                    g.auto_score = None if outcome.manual else 0.0
+                    g.needs_manual_grade = outcome.manual or g.manual_score is not None
+                else:
+                    g.auto_score, g.extra_credit = t.auto_score, t.extra_credit
+                    g.needs_manual_grade = t.needs_manual_grade or g.manual_score is not None
+                if g.manual_score is not None and g.auto_score != before:
+                    review.append(
+                        f"a manual score on {key[0]}/{key[1]} ({g.manual_score:g}) was kept; the autograder now "
+                        f"gives {'nothing' if g.auto_score is None else f'{g.auto_score:g}'} (it gave "
+                        f"{'nothing' if before is None else f'{before:g}'}): review it"
+                    )
+            for key, c in mine["comments"].items():
+                if key in theirs["comments"]:
+                    c.auto_comment = theirs["comments"][key].auto_comment
             dst.db.commit()
     finally:
-        if found is not None:
+        if src is not None:
             src.close()
+    return review
+
+
+def _submissions(opts: Options, students: list[str]):
+    """(student, submission) for each of ``students`` that the real gradebook has, while it is open."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(real_db(opts)) as gb:
+        for sid in students:
+            try:
+                yield sid, gb.find_submission(opts.assignment, sid)
+            except MissingEntry:
+                continue
+
+
+def late_submissions(opts: Options, students: list[str]) -> dict[str, dict[str, float]]:
+    """Who handed in after the due date, by how many seconds, and the penalty nbgrader's plugin gave."""
+    return {
+        sid: {
+            "seconds_late": float(sub.total_seconds_late),
+            "penalty": float(sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks)),
+        }
+        for sid, sub in _submissions(opts, students)
+        if sub.total_seconds_late > 0
+    }
 
 
 def gradebook_scores(opts: Options, students: list[str]) -> dict[str, list[tuple[str, str, float, float, bool]]]:
     """(notebook, cell, score, max_score, needs_manual_grade) of every graded cell of ``students``."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    out = {}
-    with Gradebook(real_db(opts)) as gb:
-        for sid in students:
-            try:
-                sub = gb.find_submission(opts.assignment, sid)
-            except MissingEntry:
-                continue
-            out[sid] = [
-                (nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
-                for nb in sub.notebooks
-                for g in nb.grades
-            ]
-    return out
+    return {
+        sid: [
+            (nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
+            for nb in sub.notebooks
+            for g in nb.grades
+        ]
+        for sid, sub in _submissions(opts, students)
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,20 +831,47 @@ def hidden_lines(source: Path) -> set[str]:
     return lines
 
 
+MAX_COPIED = 50 * 2**20  # the largest notebook or feedback page copied into --out
+
+
+def copy_regular_files(src: Path, dst: Path, suffix: str, cap: int = MAX_COPIED) -> list[str]:
+    """Copy the regular ``*suffix`` files of ``src`` (not its subfolders) into ``dst``; return what was refused.
+
+    Nothing is followed: a symlink, a FIFO or a device is refused, each file is opened with O_NOFOLLOW
+    and copied from that descriptor, and a file over ``cap`` bytes is refused."""
+    refused = []
+    dst.mkdir(parents=True, exist_ok=True)
+    with os.scandir(src) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not entry.name.endswith(suffix):
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                refused.append(f"{entry.name}: not a regular file, not copied")
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > cap:
+                    refused.append(f"{entry.name}: {size / 2**20:.0f} MB, over the {cap // 2**20} MB limit, not copied")
+                    continue
+                (dst / entry.name).write_bytes(f.read())
+    return refused
+
+
 def collect(opts: Options, work: Path, s: Student, secret: set[str]) -> list[str]:
-    """Copy the student's autograded notebooks and feedback into ``--out``; check the feedback."""
+    """Copy the student's autograded notebooks and feedback pages into ``--out`` (nothing else); check the pages."""
     import html as html_mod
 
     problems = []
-    scratch = work / "students" / s.id
-    for kind in ("autograded", "feedback"):
-        src = scratch / "instructor" if kind == "autograded" else scratch / kind / s.id / opts.assignment
-        dst = opts.out / kind / s.id / opts.assignment
+    scratch = work / "students" / s.key
+    for kind, suffix in (("autograded", ".ipynb"), ("feedback", ".html")):
+        src = scratch / "instructor" if kind == "autograded" else scratch / kind / s.key / opts.assignment
+        dst = opts.out / kind / s.key / opts.assignment
         if dst.exists():
             shutil.rmtree(dst)
-        if src.is_dir():
-            shutil.copytree(src, dst)
-    for page in sorted((opts.out / "feedback" / s.id / opts.assignment).glob("*.html")):
+        if src.is_dir() and not src.is_symlink():
+            problems += [f"{kind}/{why}" for why in copy_regular_files(src, dst, suffix)]
+    for page in sorted((opts.out / "feedback" / s.key / opts.assignment).glob("*.html")):
         text = html_mod.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8", errors="replace")))
         leaked = [line for line in secret if line in text]
         if leaked:
@@ -734,7 +891,63 @@ def run(opts: Options) -> dict:
             sandbox.probe()
         except sandbox.SandboxError as exc:
             raise GradingError(f"refusing to grade without a sandbox: {exc}") from None
-    opts.out.mkdir(parents=True, exist_ok=True)
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        _check_writable(opts.out)
+        with out_lock(opts):
+            try:
+                return _grade_class(opts, source)
+            except GradingError:
+                _check_writable(opts.out)  # nbgrader's own message for a full disk misleads ("upgrade the db")
+                raise
+    except OSError as exc:  # a full disk, a read-only or vanished --out: one message; a re-run repairs it
+        raise GradingError(
+            f"cannot write the results in {opts.out}: {exc.strerror or exc} ({exc.filename or 'a file there'}). "
+            f"Nothing graded so far is lost: the gradebook and ledger.jsonl hold every student merged, and a re-run "
+            f"with the same --out grades the rest once there is room (or the folder is writable)."
+        ) from None
+
+
+ROOM = 8 * 2**20  # what --out must take before grading starts (the scratch template, a few feedback pages)
+
+
+def _check_writable(out: Path) -> None:
+    """Raise OSError (ENOSPC, EROFS, EACCES...) unless ``out`` takes ROOM bytes now."""
+    fd, name = tempfile.mkstemp(prefix=".room-", dir=out)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * ROOM)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        os.unlink(name)
+
+
+@contextmanager
+def out_lock(opts: Options):
+    """One run per output folder (per shard): a second one says who holds it and stops."""
+    import fcntl
+    import socket
+
+    i, k = opts.shard
+    path = opts.out / (".lock" if k == 1 else f".lock-{i}-of-{k}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "r+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = f.read().strip() or "another run"
+            raise GradingError(
+                f"{opts.out} is being graded by {holder}: wait for it to finish, or give this run another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        yield
+
+
+def _grade_class(opts: Options, source: Path) -> dict:
     work = opts.out / "work"
     work.mkdir(exist_ok=True)
     ledger = Ledger(opts.out / "ledger.jsonl")
@@ -785,9 +998,9 @@ def run(opts: Options) -> dict:
                 outcome = Outcome(s.id, False, f"grading crashed: {type(exc).__name__}: {exc}")
                 s.report = s.report or precheck.Report(s.id, problems=list(s.problems))
             extra = collect(opts, work, s, secret) if outcome.graded else []
-            merge(opts, s, outcome, work)  # one student at a time, from this process only
+            extra += merge(opts, s, outcome, work)  # one student at a time, from this process only
             (opts.out / "logs").mkdir(exist_ok=True)
-            (opts.out / "logs" / f"{s.id}.log").write_text(outcome.log)
+            (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
             reasons = [r for r in [outcome.reason, *extra] if r]
             failures += not outcome.graded
             ledger.add(
@@ -803,7 +1016,7 @@ def run(opts: Options) -> dict:
                     "seconds": round(outcome.seconds, 1),
                 }
             )
-            shutil.rmtree(work / "students" / s.id, ignore_errors=True)
+            shutil.rmtree(work / "students" / s.key, ignore_errors=True)
             outcomes[s.id] = outcome
             if bar is not None:
                 bar.set_postfix_str(f"failures {failures}")
@@ -871,6 +1084,7 @@ def summarize(
         },
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
+        "late": late_submissions(opts, [s.id for s in students]),
         "canary": canary,  # the instructor's solutions graded first: score, max_score, seconds (None: --no-canary)
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -896,6 +1110,11 @@ def summary_text(summary: dict) -> str:
     lines += ["", "## Mean per graded cell (lowest first: what the class got wrong most)", ""]
     for cell, mean in sorted(summary["mean_per_cell"].items(), key=lambda kv: kv[1]):
         lines.append(f"{mean:6.2f}  {cell}")
+    if summary.get("late"):
+        lines += ["", f"## Late submissions ({len(summary['late'])})", ""]
+        for sid, late in summary["late"].items():
+            hours = late["seconds_late"] / 3600
+            lines.append(f"- {sid}: {hours:.1f} h late, penalty {late['penalty']:g}")
     lines += ["", f"## Students that need a look ({len(summary['review'])})", ""]
     for sid, why in summary["review"].items():
         lines.append(f"- {sid} ({summary['totals'].get(sid, 0):g}): " + "; ".join(why))

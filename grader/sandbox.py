@@ -57,8 +57,14 @@ def _needed_under_tmp() -> list[str]:
     return [str(p) for p in out]
 
 
-def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[str]:
-    """bwrap's arguments (without the command) for the rules of the module docstring."""
+def bwrap_args(
+    writable: list[Path], hidden: list[Path], runtime: Path, private: dict[Path, Path] | None = None
+) -> list[str]:
+    """bwrap's arguments (without the command) for the rules of the module docstring.
+
+    ``private`` maps a host folder to the path where the kernel sees it instead of what is there (the
+    kernel's working folder: nbgrader's autograded folder, which the grading process writes after the
+    kernel, is never the folder the kernel writes into)."""
     args = [
         "bwrap",
         "--ro-bind",
@@ -86,6 +92,8 @@ def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[
     for path in [runtime, *writable]:
         path = Path(path).resolve()
         args += ["--bind", str(path), str(path)]
+    for host, seen_as in (private or {}).items():
+        args += ["--bind", str(Path(host).resolve()), str(Path(seen_as).resolve())]
     for path in readonly:  # after the binds inside them: the empty folders become read-only too
         args += ["--remount-ro", path]
     return args
@@ -99,6 +107,7 @@ def kernelspec(
     writable: list[Path],
     hidden: list[Path],
     runtime: Path,
+    private: dict[Path, Path] | None = None,
     python: str = sys.executable,
     zygote: list[str] | None = None,
     env: dict[str, str] | None = None,
@@ -120,7 +129,7 @@ def kernelspec(
     else:
         socket_path = str(Path(runtime).resolve() / "zygote")
         inner = [python, "-m", "grader.zygote", "serve", socket_path, *zygote]
-    wrapped = bwrap_args(writable, hidden, runtime) + inner if sandbox else inner
+    wrapped = bwrap_args(writable, hidden, runtime, private) + inner if sandbox else inner
     limited = [python, "-m", "grader.sandbox", "--memory", str(memory_bytes), "--", *wrapped]
     if zygote is None:
         argv = limited

@@ -60,7 +60,7 @@ def test_a_kernel_that_cannot_import_the_course_package_grades_nobody(tmp_path):
     proc = class_command(c, tmp_path / "out")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "canary: the instructor's solution notebooks" in proc.stderr
-    assert "0 of 3 points" in proc.stderr
+    assert "0 of 3 autograded points" in proc.stderr
     assert "squares/cell 2 raised ModuleNotFoundError: No module named 'backprop_ninja_course_helpers'" in proc.stderr
     assert "--no-canary" in proc.stderr
     nobody_graded(c, tmp_path / "out", "hw1")

@@ -32,7 +32,13 @@ STUDENTS = [
     if s.sandbox_only or s.id in KEEP
 ]
 pytestmark = pytest.mark.usefixtures("sandbox_required")  # every test here grades in the sandbox
-HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
+HOSTILE = [
+    "deletes-the-gradebook",
+    "rewrites-another-submission",
+    "connects-to-localhost",
+    "edits-the-grader",
+    "plants-symlinks",
+]
 
 
 def digest(path: Path) -> str:
@@ -97,6 +103,8 @@ def graded(tmp_path_factory):
         "gradebook": digest(c / "gradebook.db"),
         "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
         "grader": {p: digest(p) for p in Path(classgrade.__file__).parent.glob("*.py")},
+        "modes": {p: p.stat().st_mode for p in [c / "gradebook.db", *c.rglob("source/**/*")]},
+        "source": {p: digest(p) for p in c.rglob("source/**/*.ipynb")},
     }
     server = Server()
     env = course.tool_env()
@@ -364,10 +372,16 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     assert "square(-4)" not in feedback and "square(3) == 9" in _plain(feedback)
 
 
-def make_tiny_course(root: Path, answers: dict[str, str], source: dict = TINY_SOURCE) -> Path:
+def make_tiny_course(
+    root: Path, answers: dict[str, str], source: dict = TINY_SOURCE, config: str = "", files: dict | None = None
+) -> Path:
+    """A one-notebook course (hw1/squares), released, with a submission per student; ``config``: more lines
+    of its nbgrader_config.py, ``files``: more files of the course (path -> bytes), both before the release."""
     (root / "source" / "hw1").mkdir(parents=True)
     (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(source))
-    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
+    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n' + config)
+    for path, data in (files or {}).items():
+        (root / path).write_bytes(data)
     course.nbgrader(root, "generate_assignment", "hw1", "--force")
     release = json.loads((root / "release" / "hw1" / "squares.ipynb").read_text())
     for student, answer in answers.items():
@@ -442,3 +456,18 @@ def test_the_canary_gave_the_solutions_full_marks_before_anyone_was_graded(grade
     summary = json.loads((graded[0] / "out" / "summary.json").read_text())
     assert summary["canary"]["score"] == summary["canary"]["max_score"] > 0
     assert "canary: the instructor's solutions got" in graded[3].stdout
+
+
+def test_links_a_kernel_plants_are_never_followed(graded, scores):
+    """plants-symlinks: nothing of what it linked to came back, was chmod'ed, or was written through."""
+    root, c, _, _, before, _ = graded
+    assert {p: p.stat().st_mode for p in before["modes"]} == before["modes"]
+    assert {p: digest(p) for p in c.rglob("source/**/*.ipynb")} == before["source"]
+    for kind, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
+        for s in STUDENTS:
+            folder = root / "out" / kind / s.id
+            for path in folder.rglob("*") if folder.is_dir() else []:
+                assert not path.is_symlink(), path
+                assert path.is_dir() or (path.is_file() and path.suffix == suffix), path
+    notebook = root / "out" / "autograded" / "plants-symlinks" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert notebook.is_file() and not notebook.is_symlink() and notebook.read_text().startswith("{")
