@@ -245,11 +245,12 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
     missing = isinstance(dt, Missing)
 
     # 1. The code never (fully) ran, or could not: re-run it with usable upstream gradients.
-    reason = None
+    reason = limited = None
     if code is not None:  # (a slice that uses autograd is no code: rerun.code_for)
         stopped = never_ran(code, history)
         if stopped is not None and stopped[1]:
             reason = None  # a time or memory limit stopped it: it is not re-run
+            limited = stopped[0].replace("raised ", "was stopped by the time or memory limit: ")
         elif stopped is not None:
             reason = stopped[0]
         elif missing:
@@ -288,7 +289,11 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
                 f"gradients, does not give it either: {error}"
             )
         else:
-            verdict.message = f"{target} is not defined. " + (stub_hint(target) or "").removeprefix("Hint: ")
+            verdict.message = f"{target} is not defined. " + (
+                f"Your code for it is not re-run: {limited}."
+                if limited
+                else (stub_hint(target) or "").removeprefix("Hint: ")
+            )
         return verdict
     if not verdict.ok:
         return verdict
