@@ -267,7 +267,7 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
         given, _ = _upstream_for_rerun(code, namespace)
         value, error = code.run(given, _forward(ref), namespace)
         if error is None and isinstance(value, torch.Tensor):
-            verdict = atomic.check_value(name, value, namespace, history, record=record)
+            verdict = atomic.judge_value(name, value, namespace, history, record=record)
             if not verdict.ok:
                 _better_hint(name, verdict, code, namespace)
             verdict = _judge_code(name, value, verdict, code, namespace, record)
@@ -279,7 +279,7 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
             error = f"it leaves {target} as {checks.describe_type(value).removeprefix('it is ')}"
 
     # 2. The value, as it is in the notebook (error carried forward).
-    verdict = atomic.check_value(name, None if missing else dt, namespace, history, record=record)
+    verdict = atomic.judge_value(name, None if missing else dt, namespace, history, record=record)
     if not verdict.ok and not missing and code is not None:
         _better_hint(name, verdict, code, namespace)
     if missing and not verdict.ok:
@@ -327,12 +327,12 @@ def _better_hint(name: str, verdict, code: rerun.Code, namespace: dict) -> None:
 def _no_zero_credit(name: str, dt, verdict, record: bool):
     """Where the code cannot be judged: a zero answer is not credited as the step of a zero upstream."""
     atomic = _atomic()
-    if verdict.vs_autograd.ok or not isinstance(dt, torch.Tensor) or dt.detach().abs().max().item() > ATOL:
+    if verdict.comparison.ok or not isinstance(dt, torch.Tensor) or dt.detach().abs().max().item() > ATOL:
         return verdict
     atomic._remember(name, dt, atomic.reference().grads[name], record, roots=(name,))
     verdict.ok = False
     verdict.message = (
-        f"d{name} is wrong: {verdict.vs_autograd.hint} (it equals the backward step applied to your own "
+        f"d{name} is wrong: {verdict.comparison.hint} (it equals the backward step applied to your own "
         f"upstream gradient only because that is zero too, which says nothing about your step)"
     )
     return verdict
@@ -350,14 +350,14 @@ def _judge_code(name: str, dt, verdict, code: rerun.Code, namespace: dict, recor
     if zero_answer and _zero_for_every_input(true):
         return verdict  # the student knows it is zero
     if not code.gradients:
-        if verdict.vs_autograd.ok:
+        if verdict.comparison.ok:
             return verdict  # derived in one go from the forward pass, and right
         # credited as the step of the student's own upstream, but the code never reads one
         atomic._remember(name, dt, true, record, roots=(name,))
         verdict.ok = False
         ups = ", ".join(f"d{op.out}" for op in ref.uses(name))
         verdict.message = (
-            f"{target} is wrong: {verdict.vs_autograd.hint} Your code for {target} does not use the gradient "
+            f"{target} is wrong: {verdict.comparison.hint} Your code for {target} does not use the gradient "
             f"that flows into it ({ups}), so it cannot be the backward step of {_describe_ops(ref, name)}."
         )
         return verdict

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import nbformat
 
-from grader import course, rerun
+from grader import rerun
+from grader.cells import without_solution_markers
+from grader.instructor import course
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT
 RELEASE = Path(course.REPO) / "release" / course.ASSIGNMENT
@@ -33,7 +35,7 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=(), base: str = "solut
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or meta.get("grade") or meta.get("grade_id") == "summary":
             continue
-        source = course.SOLUTION_MARKERS.sub("", cell.source)
+        source = without_solution_markers(cell.source)
         cells.append(source)
         try:
             exec(compile(source, meta.get("grade_id", "cell"), "exec"), ns)
@@ -43,5 +45,5 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=(), base: str = "solut
     return ns
 
 
-def student(student_id: str) -> course.Student:
+def student(student_id: str) -> course.DemoStudent:
     return next(s for s in course.demo_class() if s.id == student_id)

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from notebook_code import SOURCE
 
-from grader import course, training
+from grader import training
+from grader.instructor import course
 
 LECTURE = course.solutions(nbformat.read(SOURCE / "04_full_training.ipynb", as_version=4))["answer_manual_backward"]
 TANH = ("dhpreact = (1.0 - h**2) * dh", "dhpreact = (1.0 - torch.tanh(h)**2) * dh")

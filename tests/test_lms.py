@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import course
-from grader.instructor import lms
+from grader.instructor import course, lms
 
 DATA = Path(__file__).parent / "data"
 

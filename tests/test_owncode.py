@@ -12,7 +12,8 @@ import pytest
 import torch
 from notebook_code import SOURCE, run_cells, student
 
-from grader import atomic, course, owncode, rerun
+from grader import atomic, owncode, rerun
+from grader.instructor import course
 from grader.model import random_case
 
 LECTURE = course.solutions(nbformat.read(SOURCE / "01_atomic_backprop.ipynb", as_version=4))
@@ -136,7 +137,7 @@ def _judge_program(cells: list[str], case) -> dict:
         except Exception as exc:  # noqa: BLE001 - the stubs
             rerun.record_crash(len(history) - 1, exc)
     return {
-        name: atomic.check(name, ns.get(f"d{name}", atomic.Missing(f"d{name}")), ns, history) for name in atomic.ORDER
+        name: atomic.judge(name, ns.get(f"d{name}", atomic.Missing(f"d{name}")), ns, history) for name in atomic.ORDER
     }
 
 
@@ -182,7 +183,7 @@ def test_a_crash_costs_only_the_wrong_gradient_and_says_why():
     atomic.reset()
     ns = run_cells(edits=student("dbnraw-transposed-crashes").edits)
     assert "dbnvar_inv" not in ns
-    verdicts = {n: atomic.check(n, ns.get(f"d{n}", atomic.Missing(f"d{n}")), ns, ns["__cells__"]) for n in atomic.ORDER}
+    verdicts = {n: atomic.judge(n, ns.get(f"d{n}", atomic.Missing(f"d{n}")), ns, ns["__cells__"]) for n in atomic.ORDER}
     assert [n for n, v in verdicts.items() if not v.ok] == ["bnraw"]
     assert verdicts["dbnvar_inv".removeprefix("d")].message.startswith(
         "ok: your code for dbnvar_inv is right; in your notebook it never ran because line 5 of the batchnorm cell "
@@ -196,7 +197,7 @@ def test_the_rerun_does_not_touch_the_students_namespace():
     ns = run_cells(edits=student("dbnraw-transposed-crashes").edits)
     before = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in ns.items() if not k.startswith("__")}
     for name in atomic.ORDER:
-        atomic.check(name, ns.get(f"d{name}", atomic.Missing(f"d{name}")), ns, ns["__cells__"])
+        atomic.judge(name, ns.get(f"d{name}", atomic.Missing(f"d{name}")), ns, ns["__cells__"])
     after = {k: v for k, v in ns.items() if not k.startswith("__")}
     assert before.keys() == after.keys()
     for k, v in before.items():
@@ -213,8 +214,8 @@ def test_a_formula_right_only_because_the_gradient_is_zero_fails():
         "replace": "",
     }
     ns = run_cells(edits=[dropped])
-    v = atomic.check("logits", ns["dlogits"], ns, ns["__cells__"])
-    assert v.vs_autograd.ok and not v.ok
+    v = atomic.judge("logits", ns["dlogits"], ns, ns["__cells__"])
+    assert v.comparison.ok and not v.ok
     assert "although its value matches here" in v.message and "flows back from `norm_logits`" in v.message
 
 
@@ -222,5 +223,5 @@ def test_code_that_cannot_be_isolated_falls_back_to_the_value():
     atomic.reset()
     ns = run_cells()
     # dh computed through a helper function defined outside the cells the checker reads: judged by value
-    v = atomic.check("h", ns["dh"], ns, history=None)
+    v = atomic.judge("h", ns["dh"], ns, history=None)
     assert v.ok and v.message == "ok"
