@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import _close
+from .checks import close as _close
 
 POWERS = {
     1: "there is a factor {t} too many",
