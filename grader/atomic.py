@@ -15,18 +15,19 @@ import sys
 
 import torch
 
-from . import graph, integrity
+from . import graph, integrity, owncode, rerun
 from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
 from .ipython import expect_names
 from .model import ORDER, STAGES, check_case  # noqa: F401 (grader.atomic.STAGES, ORDER: the notebooks' API)
+from .owncode import Missing
 
 
 class Reference:
     """The check network, built privately: its own data, parameters, batch and forward pass."""
 
-    def __init__(self) -> None:
-        case = check_case()
-        self.Xb, self.n, self.ops = case.Xb, case.n, case.ops
+    def __init__(self, case=None) -> None:
+        case = case if case is not None else check_case()
+        self.Xb, self.Yb, self.n, self.ops = case.Xb, case.Yb, case.n, case.ops
         self.values, self.grads = case.values, case.grads
 
     def uses(self, name: str):
@@ -108,7 +109,15 @@ def _integrity_problem(name: str, dt, history) -> str | None:
 
 
 def judge(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
-    """Judge ``dt`` as the gradient of ``name``, error carried forward."""
+    """Judge ``dt`` (or ``answer(...)``'s ``Missing``) as the gradient of ``name``: its value, error
+    carried forward, and the student's own code for it, re-run privately (``grader.owncode``)."""
+    if name not in ORDER:
+        raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
+    return owncode.judge(name, dt, namespace, history, record)
+
+
+def judge_value(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+    """Judge the value ``dt`` as the gradient of ``name``, error carried forward."""
     if name not in ORDER:
         raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
     ref = reference()
@@ -154,6 +163,7 @@ def reset() -> None:
     """Forget every recorded answer (the upstream gradients used for error carried forward)."""
     _submitted.clear()
     _roots.clear()
+    owncode.reset()
 
 
 def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str, ...]) -> None:
@@ -181,9 +191,24 @@ def cmp(s: str, dt, t=None) -> None:
     report(s, judge(s, dt, _caller_globals(), integrity.kernel_history()))
 
 
-def verify(s: str, dt) -> None:
-    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success."""
-    verdict = judge(s, dt, _caller_globals(), integrity.kernel_history())
+def answer(name: str):
+    """The notebook's ``name`` (e.g. ``answer('dbnvar_inv')``), or a ``Missing`` that the check re-runs.
+
+    A test cell reads the answer through it, so that a gradient whose cell crashed earlier is still
+    checked (its code is re-run privately) instead of the cell stopping at a NameError.
+    """
+    return sys._getframe(1).f_globals.get(name, Missing(name))
+
+
+def verify(s: str, dt=None) -> None:
+    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success.
+
+    Without ``dt`` it reads ``d`` + ``s`` from the notebook itself (a ``Missing`` when undefined).
+    """
+    namespace = _caller_globals()
+    if dt is None:
+        dt = namespace.get(f"d{s}", Missing(f"d{s}"))
+    verdict = judge(s, dt, namespace, integrity.kernel_history())
     if not verdict.ok:
         raise AssertionError(verdict.message)
 
@@ -252,3 +277,6 @@ def _picture(namespace: dict, verdicts: dict) -> bool:
     if not graph.in_kernel():
         return False
     return graph.show(statuses(namespace, verdicts), exercise="exercise1")
+
+
+rerun.install()

@@ -8,6 +8,7 @@ here knows a gradient formula: every gradient the grader uses comes from ``torch
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Op:
     out: str
     fn: Callable[..., torch.Tensor]
 
-    @property
+    @functools.cached_property
     def inputs(self) -> tuple[str, ...]:
         return tuple(inspect.signature(self.fn).parameters)
 

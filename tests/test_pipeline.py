@@ -65,6 +65,9 @@ def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
         for cell, hint in s.loses.items():
             notebook = next(c.notebook for c in cells if c.cell == cell)
             assert hint in course.feedback_text(root, s.id, notebook), f"{cell}: {hint!r} not in feedback"
+    for cell, text in s.shows.items():  # passing cells whose feedback must say something (e.g. why a line never ran)
+        notebook = next(c.notebook for c in cells if c.cell == cell)
+        assert text in course.feedback_text(root, s.id, notebook), f"{cell}: {text!r} not in feedback"
 
 
 def _test_cells(root):
@@ -110,7 +113,8 @@ def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
         for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
         if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dcounts"
     )
-    assert "cmp('counts', dcounts, counts)" in cell.source and "grader.atomic.verify('counts', dcounts)" in cell.source
+    assert "cmp('counts', grader.atomic.answer('dcounts'), counts)" in cell.source
+    assert "grader.atomic.verify('counts')" in cell.source
 
 
 def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):

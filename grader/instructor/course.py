@@ -105,6 +105,7 @@ class DemoStudent:
     notebooks: list[str] | None = None  # None: the notebooks the edits touch, or all of them without edits
     sandbox_only: bool = False  # hostile or batch-breaking: graded by `python -m grader autograde` only
     review: str = ""  # a reason `python -m grader autograde` must give for looking at this student
+    shows: dict[str, str] = field(default_factory=dict)  # passing test cells, each with a text its feedback shows
 
     def submits(self, all_notebooks: list[str]) -> list[str]:
         """The notebooks this student hands in (nbgrader scores a missing one 0 without running it)."""
@@ -128,6 +129,7 @@ def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: b
             s.get("notebooks"),
             s.get("sandbox_only", False),
             s.get("review", ""),
+            s.get("shows", {}),
         )
         for s in data["student"]
     ]
