@@ -280,3 +280,4 @@ def _picture(namespace: dict, verdicts: dict) -> bool:
 
 
 rerun.install()
+owncode.bind(sys.modules[__name__])

@@ -19,6 +19,9 @@ inputs changed, or the expected step times one of the op's own tensors.
 
 from __future__ import annotations
 
+import ast
+import inspect
+
 import torch
 
 from .checks import close as _close
@@ -60,10 +63,24 @@ def _which(t: torch.Tensor, op, values: dict) -> str | None:
     return None
 
 
-def _op_text(op) -> str:
-    from .owncode import op_text
+def op_text(op) -> str:
+    """``norm_logits = logits - logit_maxes``: the op's line of the forward pass."""
+    try:
+        src = inspect.getsource(op.fn).strip()
+    except (OSError, TypeError):
+        src = ""
+    for candidate in (src, src.split("#")[0].strip().rstrip(",")):
+        try:
+            tree = ast.parse(candidate)
+        except SyntaxError:
+            continue
+        lam = next((n for n in ast.walk(tree) if isinstance(n, ast.Lambda)), None)
+        if lam is not None:
+            return f"{op.out} = {ast.unparse(lam.body)}"
+    return f"{op.out} = f({', '.join(op.inputs)})"
 
-    return op_text(op)
+
+_op_text = op_text
 
 
 def wrong_tensor_hint(ref, name: str, actual: torch.Tensor, upstream: dict[str, torch.Tensor]) -> str | None:

@@ -1,5 +1,8 @@
 """The student's own code for one gradient, found in the cells the kernel ran and re-run privately.
 
+It is long because finding a gradient's statements (through cells, loops and in-place calls) and re-running
+them bounded and apart from the student's namespace are one job that only makes sense whole.
+
 ``code_for("dbnvar_inv", history)`` collects, with ``ast``, the statements that assign or change
 ``dbnvar_inv`` (``=``, ``+=``, ``dX[...] = ``, ``dX.index_add_(...)``, a loop that does one of
 these), in execution order across every cell, together with the statements that compute the helper
