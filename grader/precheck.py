@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import integrity
+from . import answers, integrity
 
 # names an answer has no business touching: the grading harness and the interpreter's internals
 REACHING = {
@@ -163,6 +163,8 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
             for why in reaches(cell.source):
                 if why not in known:
                     report.flags.append(f"{name}/{label}: {why}")
+    for f in answers.check_notebook(nb, source_nb):  # the answer language: HoldForReview holds the cells after it
+        report.flags.append(f"{name}/{f.label}: outside the answer language: {'; '.join(f.reasons)}")
     for cell in nb.cells:  # an edited locked cell is restored by nbgrader; say so
         gid = grade_id(cell)
         if gid and _nbgrader(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():
