@@ -332,6 +332,8 @@ class _Checker(ast.NodeVisitor):
             else:
                 what = "deletes" if isinstance(node.ctx, ast.Del) else "assigns"
                 self.flag(f"{what} an attribute (`{chain or '...' + '.' + attr}`): patches an object or module")
+        if attr in ("format", "format_map") and not isinstance(node.value, ast.Constant):
+            self.flag(f"formats with a format string made at run time (`.{attr}` can read attributes)")
         if attr.startswith("__"):
             self.flag(f"uses the dunder attribute `.{attr}`")
         elif attr.startswith("_"):
@@ -353,6 +355,8 @@ class _Checker(ast.NodeVisitor):
         for kw in node.keywords:
             if kw.arg in DENIED_KEYWORDS:
                 self.flag(f"passes `{kw.arg}=`, which no answer needs")
+            elif kw.arg is None:
+                self.flag("passes keyword arguments from a dict (`**`): their names are not checked")
         self.generic_visit(node)
 
     # -- statements -------------------------------------------------------------------------
@@ -598,8 +602,21 @@ def _decoded_runs(text: str) -> list[str]:
             blob = zlib.decompress(blob)
         except zlib.error:
             pass
-        out.append(blob.decode("utf-8", "replace"))
+        try:
+            decoded = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # not text (a run of letters that only looks like base64, an image, a font)
+        if decoded.isprintable() or _SPACES.sub("", decoded).isprintable():
+            out.append(decoded)
     return out
+
+
+def page_text(html: str) -> str:
+    """The text of a feedback page as a reader sees it: no style sheets or scripts, no tags, entities decoded."""
+    import html as html_mod
+
+    html = re.sub(r"<(style|script)\b.*?</\1\s*>", "", html, flags=re.S | re.I)
+    return html_mod.unescape(re.sub(r"<[^>]+>", "", html))
 
 
 def leaks(text: str, secret: Iterable[str]) -> list[str]:
@@ -611,13 +628,13 @@ def leaks(text: str, secret: Iterable[str]) -> list[str]:
     rest = [s for s in secret if s not in found and len(s) >= MIN_LINE]
     if not rest:
         return found
-    views = [text, text[::-1]]
-    for decoded in _decoded_runs(text) + _decoded_runs(text[::-1]):
-        views += [decoded, decoded[::-1]]
-    squeezed = [_SPACES.sub("", v).lower() for v in views]
-    # a secret shifted by k is found in a view shifted back: shift the (few, short) secrets, not the views
-    needles = {s: {_SPACES.sub("", s).lower().translate(_ROT[k]) for k in range(26)} for s in rest}
-    for s, shifted in needles.items():
-        if any(n in v for v in squeezed for n in shifted):
+    decoded = _decoded_runs(text) + _decoded_runs(text[::-1])
+    views = "\0".join([text, *decoded])
+    # one string to search: every view forwards and backwards, without whitespace, in lower case
+    haystack = _SPACES.sub("", views + "\0" + views[::-1]).lower()
+    # a secret shifted by k shows as the secret shifted by k: shift the (few, short) secrets, not the page
+    for s in rest:
+        squeezed = _SPACES.sub("", s).lower()
+        if any(squeezed.translate(_ROT[k]) in haystack for k in range(26)):
             found.append(s)
     return found

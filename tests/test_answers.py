@@ -186,6 +186,9 @@ CHEAT_FORMS = {
     "x = breakpoint": "breakpoint",
     "import numpy as np": "numpy",
     "from os import path": "os",
+    "x = torch.zeros(3, **{'requires_' + 'grad': True})": "`**`",
+    "print(('{0' + '.x}').format(cmp))": "format string made at run time",
+    "print(str.format('{0' + '.x}', cmp))": "format string made at run time",
 }
 
 
@@ -310,3 +313,8 @@ def test_nbgrader_autograde_holds_the_cells_after_a_flagged_cell(tmp_path):
         assert "Held for manual grading" in comment and "getattr" in comment
         assert "test_cross_entropy_backward_new_shapes 2.0/2" in comment
         assert not gb.find_submission_notebook(name, course.ASSIGNMENT, "honest").flagged
+
+
+def test_page_text_drops_style_sheets_and_tags():
+    page = "<html><style>.jp-x { color: #fff }</style><p>score &amp; 1</p><script>var a = 1;</script></html>"
+    assert answers.page_text(page) == "score & 1"
