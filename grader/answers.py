@@ -265,9 +265,30 @@ def _is_no_grad(node: ast.AST) -> bool:
     return _chain(node) in ("torch.no_grad", "torch.inference_mode")
 
 
+# IPython magics an answer may use (the code they time is checked like the cell's own)
+TIMING_MAGICS = {"time", "timeit"}
+
+
+def _magic(node: ast.Call) -> tuple[str, list[str]] | None:
+    """(method, string arguments) of ``get_ipython().method('...', ...)``, as IPython writes a magic or ``!``."""
+    func = node.func
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+        and not func.value.args
+        and not node.keywords
+        and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+    ):
+        return func.attr, [a.value for a in node.args]
+    return None
+
+
 class _Checker(ast.NodeVisitor):
-    def __init__(self, allow: Allowances) -> None:
+    def __init__(self, allow: Allowances, magics: bool = False) -> None:
         self.allow = allow
+        self.magics = magics  # the cell had magics or `!` lines: IPython turned them into get_ipython() calls
         self.reasons: list[str] = []
         self.bound: set[str] = set()
         self.ok_names: set[int] = set()  # ids of Name nodes already judged (cmp calls, grader chains)
@@ -346,6 +367,10 @@ class _Checker(ast.NodeVisitor):
 
     # -- calls ------------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
+        magic = _magic(node) if self.magics else None
+        if magic is not None:
+            self._magic(*magic)
+            return
         if isinstance(node.func, ast.Name) and node.func.id == "cmp":
             self.ok_names.add(id(node.func))
         if isinstance(node.func, ast.Name) and node.func.id == "type" and "type" not in self.bound:
@@ -358,6 +383,24 @@ class _Checker(ast.NodeVisitor):
             elif kw.arg is None:
                 self.flag("passes keyword arguments from a dict (`**`): their names are not checked")
         self.generic_visit(node)
+
+    def _magic(self, method: str, args: list[str]) -> None:
+        if method == "run_line_magic" and len(args) == 2 and args[0] == "matplotlib" and re.fullmatch(r"\w*", args[1]):
+            return  # %matplotlib inline
+        if method in ("run_line_magic", "run_cell_magic") and args and args[0] in TIMING_MAGICS:
+            line, body = args[1], args[2] if len(args) == 3 else ""
+            if method == "run_line_magic" and len(args) == 2 and not line.lstrip().startswith("-"):
+                body, line = line, ""
+            if not line.strip():
+                for why in check_source(body, self.allow):
+                    self.flag(why)
+                return
+        if method in ("run_line_magic", "run_cell_magic") and args:
+            self.flag(f"uses the IPython magic `%{args[0]}` (only %matplotlib, %time and %timeit are answers)")
+        elif method in ("system", "getoutput"):
+            self.flag("runs a shell command (`!`)")
+        else:
+            self.flag(f"talks to the kernel (`get_ipython().{method}`)")
 
     # -- statements -------------------------------------------------------------------------
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
@@ -436,10 +479,8 @@ def check_source(source: str, allow: Allowances = DEFAULT) -> list[str]:
     tree = _parse(code)
     if tree is None:
         return []
-    checker = _Checker(allow)
+    checker = _Checker(allow, magics="get_ipython" in code and "get_ipython" not in source)
     checker.visit(tree)
-    if "get_ipython" in code and "get_ipython" not in source:
-        checker.reasons.insert(0, "uses an IPython magic or a shell command (`%`, `!`, `?`): it runs outside Python")
     return checker.reasons
 
 

@@ -117,6 +117,8 @@ REAL = [
     "dlogits = torch.where(logits > 0, logits, torch.zeros_like(logits)).clamp(min=0)",
     "a, *b = 1, 2, 3\ndel a\nprint(type(h), isinstance(h, type(h)), max(1, 2), abs(-1), float(n), int(2.5))",
     "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))",
+    "%matplotlib inline\nx = %time dlogits.sum()",
+    "%%time\ndh = dlogits @ W2.T",
 ]
 
 
@@ -167,6 +169,10 @@ CHEAT_FORMS = {
     "print('{0.grad}'.format(logits))": "format string",
     "!cat /etc/passwd": "shell",
     "%env": "magic",
+    "%time loss.backward()": ".backward",
+    "%%timeit\nimport os": "os",
+    "get_ipython().system('ls')": "get_ipython",
+    "dlogits?": "pinfo",
     "x = type('T', (), {})": "type",
     "class T:\n    pass": "class",
     "def g():\n    global cmp\n    cmp = None": "global",
