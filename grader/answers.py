@@ -69,6 +69,8 @@ ALLOWED_ATTRS = frozenset(
     endswith count index
     plot show xlabel ylabel title legend figure hist imshow grid xlim ylim subplot colorbar axhline axvline
     set_postfix
+    exp_ log_ pow_ neg_ sqrt_ tanh_ abs_ t_ transpose_ squeeze_ unsqueeze_ swapaxes swapdims movedim type numpy
+    testing assert_close
     """.split()
 )
 

@@ -127,6 +127,30 @@ def test_real_answer_forms_are_in_the_language(code):
     assert answers.check_source(code) == []
 
 
+def _wrong_implementations():
+    """The real wrong answers the checkers' tests are made of: the functions of tests/test_fused.py and
+    tests/test_training.py that take the exercise's arguments (each as a student would write it)."""
+    import ast
+
+    out = []
+    for name in ("test_fused.py", "test_training.py"):
+        text = (course.REPO / "tests" / name).read_text()
+        for node in ast.parse(text).body:
+            args = [a.arg for a in node.args.args] if isinstance(node, ast.FunctionDef) else []
+            if args[:1] in (["logits"], ["dhpreact"]) and not node.decorator_list:
+                out.append(pytest.param(ast.get_source_segment(text, node), id=f"{name}:{node.name}"))
+    return out
+
+
+@pytest.mark.parametrize("code", _wrong_implementations())
+def test_the_wrong_answers_of_the_checkers_tests_are_in_the_language_unless_they_use_autograd(code):
+    reasons = answers.check_source(code)
+    if ".backward(" in code or "requires_grad" in code:
+        assert reasons
+    else:
+        assert reasons == []
+
+
 def test_a_cell_that_does_not_compile_runs_nothing_and_is_not_flagged():
     assert answers.check_source("dlogits = (") == []
 
