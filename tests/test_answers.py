@@ -348,3 +348,21 @@ def test_nbgrader_autograde_holds_the_cells_after_a_flagged_cell(tmp_path):
 def test_page_text_drops_style_sheets_and_tags():
     page = "<html><style>.jp-x { color: #fff }</style><p>score &amp; 1</p><script>var a = 1;</script></html>"
     assert answers.page_text(page) == "score & 1"
+
+
+def test_the_cells_held_are_the_graded_cells_after_the_first_flagged_cell():
+    from grader import nbgrader_answers
+
+    src = source_nb("02_fused_cross_entropy")
+    nb = course.solved(nbformat.read(RELEASE / "02_fused_cross_entropy.ipynb", as_version=4), src)
+    first_test = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    nb.cells.insert(first_test + 1, nbformat.v4.new_code_cell("import os"))
+    flags = answers.check_notebook(nb, src)
+    assert [f.label for f in flags] == [f"added cell {first_test + 2}"]
+    assert nbgrader_answers.held_cells(nb, flags) == [
+        "test_cross_entropy_backward_new_shapes",
+        "test_cross_entropy_backward_large_logits",
+    ]
+    # an added cell's reasons go to the comment of the answer cell before it
+    assert list(nbgrader_answers.comment_cells(nb, flags)) == ["answer_cross_entropy_backward"]
+    assert nbgrader_answers.held_cells(nb, []) == []
