@@ -366,3 +366,11 @@ def test_the_cells_held_are_the_graded_cells_after_the_first_flagged_cell():
     # an added cell's reasons go to the comment of the answer cell before it
     assert list(nbgrader_answers.comment_cells(nb, flags)) == ["answer_cross_entropy_backward"]
     assert nbgrader_answers.held_cells(nb, []) == []
+
+
+def test_the_answer_language_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, grader.answers, grader.nbgrader_answers; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
