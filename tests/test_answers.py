@@ -374,3 +374,21 @@ def test_the_answer_language_never_imports_torch():
 
     code = "import sys, grader.answers, grader.nbgrader_answers; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_prechecks_flag_what_the_course_holds(tmp_path):
+    from grader import precheck
+
+    name = "01_atomic_backprop"
+    cheat = next(s for s in STUDENTS if s.id == "copies-grad")
+    path = tmp_path / f"{name}.ipynb"
+    nbformat.write(submission(cheat, name), path)
+    report = precheck.check("copies-grad", {name: path}, SOURCE, tmp_path / "checked")
+    ours = [f for f in report.flags if "outside the answer language" in f]
+    assert ours and all(f.startswith(f"{name}/answer_") for f in ours) and ".backward" in ours[0]
+    # a course whose nbgrader_config.py does not hold for the language gets no such flag
+    other = tmp_path / "other" / "source" / course.ASSIGNMENT
+    other.mkdir(parents=True)
+    (other / f"{name}.ipynb").write_bytes((SOURCE / f"{name}.ipynb").read_bytes())
+    report = precheck.check("copies-grad", {name: path}, other, tmp_path / "checked2")
+    assert not [f for f in report.flags if "outside the answer language" in f]
