@@ -70,7 +70,7 @@ ALLOWED_ATTRS = frozenset(
     plot show xlabel ylabel title legend figure hist imshow grid xlim ylim subplot colorbar axhline axvline
     set_postfix
     exp_ log_ pow_ neg_ sqrt_ tanh_ abs_ t_ transpose_ squeeze_ unsqueeze_ swapaxes swapdims movedim type numpy
-    testing assert_close
+    testing assert_close Tensor
     """.split()
 )
 
@@ -87,7 +87,6 @@ DENIED_ATTRS = {
     "func": "uses torch.func, functional autograd (`.func`)",
     "enable_grad": "turns autograd back on (`torch.enable_grad`)",
     "set_grad_enabled": "turns autograd on or off (`torch.set_grad_enabled`)",
-    "Tensor": "reaches the class torch.Tensor (`.Tensor`: patching its operators changes every later check)",
     "settrace": "installs a trace hook (`settrace`)",
     "setprofile": "installs a profile hook (`setprofile`)",
     "modules": "reaches sys.modules (`.modules`)",

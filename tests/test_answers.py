@@ -117,6 +117,8 @@ REAL = [
     "dlogits = torch.where(logits > 0, logits, torch.zeros_like(logits)).clamp(min=0)",
     "a, *b = 1, 2, 3\ndel a\nprint(type(h), isinstance(h, type(h)), max(1, 2), abs(-1), float(n), int(2.5))",
     "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))",
+    "from torch import Tensor\ndef f(x: torch.Tensor, y: Tensor) -> tuple[Tensor, int]:\n"
+    "    assert isinstance(x, torch.Tensor)\n    return x, 1",
     "%matplotlib inline\nx = %time dlogits.sum()",
     "%%time\ndh = dlogits @ W2.T",
 ]
@@ -213,6 +215,9 @@ CHEAT_FORMS = {
     "import grader": "grader",
     "torch = None": "torch",
     "x = C._version": "private",
+    "torch.Tensor.add = torch.Tensor.sub": "torch.Tensor.add",
+    "T = type(h)\nT.sub = T.add": "T.sub",
+    "def f(x: exec('import os')):\n    pass": "exec",
     "x = breakpoint": "breakpoint",
     "import numpy as np": "numpy",
     "from os import path": "os",
