@@ -1,6 +1,6 @@
 """The answer language: what a cell the student can edit may contain, checked statically, outside the kernel.
 
-The prechecks that look for *names* (``precheck.REACHING``) miss obfuscations that use none:
+The prechecks that look for *names* (``grader.autograde.precheck.REACHING``) miss obfuscations that use none:
 ``f.__globals__['grader']``, ``getattr(torch, 'auto' + 'grad')``, ``vars(torch)['autograd']``,
 ``torch.Tensor.__sub__ = ...``. This module does not look for what is forbidden; it accepts only what
 answers to these exercises need (an ALLOW-LIST) and gives a reason for everything else:
@@ -25,6 +25,11 @@ call it. A cell is parsed as the kernel would run it (IPython's input transforma
 
 ``leaks`` is the feedback guard: hidden-test lines in a page, also reversed, Caesar/rot13-shifted,
 whitespace-spread, or in base64 / base32 / hex / decimal-byte / escape-sequence runs.
+
+This module is long because the allow-lists, the checker and the leak guard's decoders belong together:
+one reviewed list of what an answer may do, and the one place that knows how a page can hide a line.
+It imports nothing of the package (``grader.cells`` only), so the class command, the nbgrader step and
+the instructor tools all import it without torch and without a cycle.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from .cells import nbgrader_meta
 
 # ---------------------------------------------------------------------------------------------
 # The allow-lists
@@ -493,10 +500,6 @@ HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TEST
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION.*?^[ \t]*### END SOLUTION[ \t]*$\n?", re.M | re.S)
 
 
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader") or {}
-
-
 def _source(cell) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
@@ -515,7 +518,7 @@ def allowances(source_nb) -> Allowances:
         if cell.get("cell_type") != "code":
             continue
         text = visible(_source(cell))
-        meta = _meta(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("locked") and not meta.get("solution"):
             trusted.add(_source(cell).strip())
             trusted.add(text.strip())
@@ -545,17 +548,19 @@ def editable(nb, source_nb) -> list[tuple[int, str, str | None]]:
     """(index, label, grade id) of every code cell of ``nb`` the student could edit or add: everything but
     the locked nbgrader cells of the source (nbgrader puts their text back) and exact copies of them."""
     locked = {
-        _meta(c).get("grade_id")
+        nbgrader_meta(c).get("grade_id")
         for c in source_nb.get("cells", [])
-        if _meta(c).get("locked") and not _meta(c).get("solution")
+        if nbgrader_meta(c).get("locked") and not nbgrader_meta(c).get("solution")
     } - {None}
-    source_ids = {c.get("id") for c in source_nb.get("cells", []) if c.get("id") and not _meta(c).get("grade_id")}
+    source_ids = {
+        c.get("id") for c in source_nb.get("cells", []) if c.get("id") and not nbgrader_meta(c).get("grade_id")
+    }
     out = []
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
-        gid = _meta(cell).get("grade_id")
-        if gid in locked and not _meta(cell).get("solution"):
+        gid = nbgrader_meta(cell).get("grade_id")
+        if gid in locked and not nbgrader_meta(cell).get("solution"):
             continue
         if gid:
             label = gid

@@ -28,12 +28,9 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from . import answers
+from .cells import nbgrader_meta
 
 HELD = "Held for manual grading"
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader") or {}
 
 
 def held_cells(nb, flags: list[answers.CellFlag]) -> list[str]:
@@ -42,16 +39,16 @@ def held_cells(nb, flags: list[answers.CellFlag]) -> list[str]:
         return []
     first = min(f.index for f in flags)
     return [
-        _meta(c)["grade_id"]
+        nbgrader_meta(c)["grade_id"]
         for i, c in enumerate(nb.cells)
-        if i > first and _meta(c).get("grade") and _meta(c).get("grade_id")
+        if i > first and nbgrader_meta(c).get("grade") and nbgrader_meta(c).get("grade_id")
     ]
 
 
 def comment_cells(nb, flags: list[answers.CellFlag]) -> dict[str, list[answers.CellFlag]]:
     """The answer cell whose comment tells of each flagged cell: its own, else the answer cell before it
     (else the first answer cell of the notebook)."""
-    solutions = [(i, _meta(c)["grade_id"]) for i, c in enumerate(nb.cells) if _meta(c).get("solution")]
+    solutions = [(i, nbgrader_meta(c)["grade_id"]) for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("solution")]
     out: dict[str, list[answers.CellFlag]] = {}
     for f in flags:
         if f.grade_id and any(gid == f.grade_id for _, gid in solutions):

@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import answers, course
+from grader import answers
+from grader.instructor import course
 
 SOURCE = course.REPO / "source" / course.ASSIGNMENT
 RELEASE = course.REPO / "release" / course.ASSIGNMENT
@@ -28,6 +29,7 @@ CHEATS = {
     "rewrites-another-submission",
     "connects-to-localhost",
     "edits-the-grader",
+    "plants-symlinks",
 }
 
 
@@ -300,7 +302,7 @@ def test_the_guard_catches_encoded_hidden_lines(shown):
 
 
 def test_the_guard_passes_the_feedback_a_class_really_gets():
-    from grader.classgrade import hidden_lines
+    from grader.autograde.feedback import hidden_lines
 
     secret = hidden_lines(SOURCE)
     assert secret
@@ -323,9 +325,9 @@ def test_nbgrader_autograde_holds_the_cells_after_a_flagged_cell(tmp_path):
     root = course.new_course(tmp_path / "course")
     course.generate_release(root)
     name = "02_fused_cross_entropy"
-    honest = course.Student("honest", "solution", {}, notebooks=[name])
+    honest = course.DemoStudent("honest", "solution", {}, notebooks=[name])
     course.make_submission(root, honest)
-    cheat = course.Student("cheat", "solution", {}, notebooks=[name])
+    cheat = course.DemoStudent("cheat", "solution", {}, notebooks=[name])
     folder = course.make_submission(root, cheat)
     nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     after = 1 + next(i for i, c in enumerate(nb.cells) if c.get("id") == "test_cross_entropy_backward_check_network")
@@ -382,7 +384,7 @@ def test_the_answer_language_never_imports_torch():
 
 
 def test_the_prechecks_flag_what_the_course_holds(tmp_path):
-    from grader import precheck
+    from grader.autograde import precheck
 
     name = "01_atomic_backprop"
     cheat = next(s for s in STUDENTS if s.id == "copies-grad")
