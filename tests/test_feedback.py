@@ -94,5 +94,23 @@ def test_hidden_lines_and_collect_withhold_a_leaking_page(tmp_path):
     assert (out / "autograded" / "ann" / "hw1" / "nb.ipynb").is_file()
 
 
+def test_collect_withholds_a_page_that_hides_a_hidden_line(tmp_path):
+    import base64
+    import codecs
+
+    line = "assert f(2) == 4, 'the secret case'"
+    autograded, pages = tmp_path / "autograded", tmp_path / "feedback"
+    autograded.mkdir()
+    pages.mkdir()
+    (pages / "nb.html").write_text("<p>assert f(1) == 1</p>")
+    (pages / "b64.html").write_text(f"<pre>{base64.b64encode(line.encode()).decode()}</pre>")
+    (pages / "rot13.html").write_text(f"<pre>{codecs.encode(line, 'rot13')}</pre>")
+    (pages / "reversed.html").write_text(f"<pre>{line[::-1]}</pre>")
+    out = tmp_path / "out"
+    problems = feedback.collect(autograded, pages, out, "ann", "hw1", {line})
+    assert sorted(p.split(":")[0] for p in problems) == ["b64", "reversed", "rot13"]
+    assert sorted(p.name for p in (out / "feedback" / "ann" / "hw1").iterdir()) == ["nb.html"]
+
+
 def test_text_drops_tags_and_decodes_entities():
     assert feedback.text("<p>a &lt; b</p><code>x</code>") == "a < bx"
