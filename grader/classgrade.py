@@ -47,6 +47,7 @@ import nbformat
 
 from . import precheck, sandbox
 from .course import tool_env
+from .sandbox import FSIZE, NPROC, TMP_BYTES
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9_.@+-]*$")
 MAX_OUTPUT_CHARS = 20_000  # per output in the autograded notebook and feedback (LimitOutput counts lines)
@@ -69,6 +70,9 @@ class Options:
     cell_timeout: int = 120
     student_timeout: int = 900
     memory: int = 4 * 2**30
+    nproc: int = NPROC  # processes + threads in a student's sandbox (grader/sandbox.py)
+    fsize: int = FSIZE  # the largest file a kernel may write
+    tmp_bytes: int = TMP_BYTES  # the size of the sandbox's /tmp and of its /dev/shm, each
     shard: tuple[int, int] = (1, 1)
     progress: bool = True
     force: bool = False
@@ -433,19 +437,11 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         (submitted / "timestamp.txt").write_text(s.timestamp)
     autograded = scratch / "autograded" / s.id / opts.assignment
     autograded.mkdir(parents=True)
-    hidden = [
-        opts.course / "source",
-        opts.course / "gradebook.db",
-        opts.course / "submitted",
-        opts.course / "autograded",
-        opts.course / "feedback",
-        opts.submissions,
-        opts.out,
-    ]
+    # the whole course (its .git, notebooks/ with the answer keys, source/, gradebook, submissions); the
+    # sandbox binds this Python, the grader and the data set back read-only if they are inside
+    hidden = [opts.course, opts.submissions, opts.out]
     if real_db(opts).startswith("sqlite:///"):
         hidden.append(Path(real_db(opts)[len("sqlite:///") :]))
-    keep = [Path(sys.prefix).resolve(), Path(sandbox.__file__).resolve().parent]
-    hidden = [h for h in hidden if not any(k == h.resolve() or h.resolve() in k.parents for k in keep)]
     share = scratch / "share"
     for sub in ("home", "ipython", "mpl"):
         (run_dir / sub).mkdir()
@@ -462,6 +458,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
             "IPYTHONDIR": str(run_dir / "ipython"),
             "MPLCONFIGDIR": str(run_dir / "mpl"),
         },
+        limits={"nproc": opts.nproc, "fsize": opts.fsize, "tmp_bytes": opts.tmp_bytes},
     )
     env = tool_env()
     # the kernel manager writes the connection file with tempfile: into the runtime folder, then
@@ -568,6 +565,20 @@ def prepare_feedback(scratch: Path, assignment: str, student: str, cell_timeout:
     that hit a limit, keep the full notebooks for the instructor, shorten the test cells' tracebacks."""
     autograded = scratch / "autograded" / student / assignment
     reasons = []
+    # what the kernel wrote beside the notebooks is not kept (nor copied to the feedback and --out)
+    handed_in = {p.name for p in (scratch / "submitted" / student / assignment).iterdir()}
+    written = 0
+    for path in list(autograded.iterdir()):
+        if path.name in handed_in:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            written += sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(path) for f in files)
+            shutil.rmtree(path)
+        else:
+            written += path.lstat().st_size
+            path.unlink()
+    if written > 2**20:
+        reasons.append(f"wrote {written / 2**20:.0f} MB of files beside its notebooks (not kept)")
     for nb in sorted(autograded.glob("*.ipynb")):
         if _cap_outputs(nb):
             reasons.append(f"{nb.stem}: printed more than {MAX_OUTPUT_CHARS} characters in one output (cut)")
@@ -923,6 +934,9 @@ def main(args) -> int:
         cell_timeout=args.cell_timeout,
         student_timeout=args.student_timeout,
         memory=int(args.memory_gb * 2**30),
+        nproc=args.max_processes,
+        fsize=int(args.max_file_mb * 2**20),
+        tmp_bytes=int(args.tmp_mb * 2**20),
         shard=args.shard,
         progress=not args.no_progress,
         force=args.force,
@@ -975,6 +989,24 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--memory-gb", type=float, default=4.0, help="address-space limit of a kernel (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-processes",
+        type=int,
+        default=sandbox.NPROC,
+        help="processes and threads in a student's sandbox (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=sandbox.FSIZE / 2**20,
+        help="largest file a kernel writes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tmp-mb",
+        type=float,
+        default=sandbox.TMP_BYTES / 2**20,
+        help="size of its /tmp and /dev/shm (default: %(default)s)",
     )
     p.add_argument("--force", action="store_true", help="regrade students the ledger says are done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
