@@ -119,8 +119,8 @@ def private_paths() -> list[Path]:
 
 def _needed_under_tmp(hidden=()) -> list[str]:
     """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there) or under
-    a hidden folder (a course checkout that holds the venv): the Python installation, this package, the
-    data set named by BACKPROP_NINJA_NAMES (or the checkout's data/ folder)."""
+    a hidden folder (a course checkout that holds the venv): the Python installation and its site-packages,
+    this package, the data set named by BACKPROP_NINJA_NAMES (or the checkout's data/ folder)."""
     tmp = Path("/tmp").resolve()
     under = [tmp, *(Path(h).resolve() for h in hidden)]
     package = Path(__file__).resolve().parent
@@ -131,6 +131,7 @@ def _needed_under_tmp(hidden=()) -> list[str]:
         package,
         package.parent / "data",
         os.environ.get("BACKPROP_NINJA_NAMES") or "",
+        *(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")),  # a .pth's too
     ]
     out: list[Path] = []
     for path in sorted((Path(p).resolve() for p in needed if p and Path(p).exists()), key=lambda p: len(p.parts)):
