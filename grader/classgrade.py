@@ -580,6 +580,7 @@ def prepare_feedback(scratch: Path, assignment: str, student: str, cell_timeout:
     if written > 2**20:
         reasons.append(f"wrote {written / 2**20:.0f} MB of files beside its notebooks (not kept)")
     for nb in sorted(autograded.glob("*.ipynb")):
+        nb.chmod(nb.stat().st_mode | 0o200)  # nbgrader made it read-only (444): only root could rewrite it
         if _cap_outputs(nb):
             reasons.append(f"{nb.stem}: printed more than {MAX_OUTPUT_CHARS} characters in one output (cut)")
         reasons += _limits_hit(nb, cell_timeout, memory)

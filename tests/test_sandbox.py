@@ -258,7 +258,7 @@ def test_as_an_unprivileged_user_a_hostile_student_is_graded_and_limited(root_re
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["totals"]["forks-500-processes"] == summary["totals"]["solution"] > 0
+    assert summary["totals"]["forks-500-processes"] == summary["totals"]["solution"] > 0, json.dumps(summary["review"])
     nb = nbformat.read(out / "autograded" / "forks-500-processes" / course.ASSIGNMENT / "01_atomic_backprop.ipynb", 4)
     printed = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert "blocked: after" in printed and "ESCAPED" not in printed
