@@ -9,8 +9,9 @@ package ``bubblewrap``): the student's zygote and the kernels forked from it (``
   folders that hide things) nor remount; mounts made outside are locked to it anyway. bwrap maps that id
   to the user who runs it: when root grades, host uid 0, which cannot be avoided here (Python may live
   in /root, which no other user can traverse, and bwrap's ``--userns`` path cannot switch gid); so root's
-  secret files are hidden too (``private_paths``) and, as Linux exempts host uid 0 from RLIMIT_NPROC,
-  the process count is then capped by a pids cgroup instead;
+  secret files are hidden too (``private_paths``: the kernel still owns, read-only, any other file root
+  owns and it can see) and, as Linux exempts host uid 0 from RLIMIT_NPROC, the process count is then capped
+  by a pids cgroup instead (cgroup v1 only: without one the probe warns that it is not capped);
 - the whole system read-only (``--ro-bind / /``), with a private ``/dev`` (itself read-only), ``/proc``,
   and size-capped ``/tmp`` and ``/dev/shm`` (``--size`` before ``--tmpfs``): a full one fails with ENOSPC;
 - every namespace unshared, the network included: the kernel sees only its own loopback, so it can
@@ -179,6 +180,8 @@ def bwrap_args(
     hidden = [*hidden, *private_paths()]
     readonly = []
     for path in sorted({Path(p).resolve() for p in hidden}, key=lambda p: len(p.parts)):
+        if any(Path(r) in path.parents for r in readonly):  # inside a hidden folder already
+            continue
         if path.is_dir():
             args += ["--tmpfs", str(path)]
             readonly.append(str(path))
@@ -378,6 +381,13 @@ def probe(timeout: float = 30, wrap=None) -> None:
         ]
         if problems:
             raise SandboxError("bwrap started, but the sandbox " + "; ".join(problems))
+        if os.geteuid() == 0 and not os.access(PIDS_CGROUP.parent, os.W_OK):
+            print(
+                f"grader.sandbox: warning: no pids cgroup ({PIDS_CGROUP.parent} is not writable), and RLIMIT_NPROC "
+                "does not apply to root: the number of processes a student starts is not capped. Grade as a "
+                "non-root user to cap it.",
+                file=sys.stderr,
+            )
 
 
 def _after(text: str, word: str) -> str:

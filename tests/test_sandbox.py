@@ -218,26 +218,22 @@ def test_as_an_unprivileged_user_the_probe_passes_and_a_weak_sandbox_is_refused(
     )
 
 
-def test_as_an_unprivileged_user_a_hostile_student_is_graded_and_limited(root_required, user_python):
-    """The fork bomb: as a user, RLIMIT_NPROC (in the sandbox's user namespace) stops it, not root's cgroup."""
-    import json
-
-    import nbformat
-
-    root, python = user_python
+def build_class(root: Path, ids: list[str]) -> Path:
+    """A course in ``root/course`` with the demo class's students ``ids`` (notebook 01 only) in ``root/submitted``."""
     students = [
         dataclasses.replace(s, notebooks=["01_atomic_backprop"])
         for s in course.demo_class(sandbox_only=True)
-        if s.id in ("solution", "forks-500-processes")
+        if s.id in ids
     ]
     c = course.new_course(root / "course")
     course.generate_release(c)
     for s in students:
         course.make_submission(c, s, out=root / "submitted" / s.id / course.ASSIGNMENT)
-    subprocess.run(["chown", "-R", USER, str(root / "course"), str(root / "submitted")], check=True)
-    os.chown(root, pwd.getpwnam(USER).pw_uid, -1)  # for --out
-    out = root / "out"
-    proc = as_user(
+    return c
+
+
+def autograde_cmd(python, root: Path, *extra: str) -> list[str]:
+    return [
         str(python),
         "-m",
         "grader",
@@ -245,20 +241,64 @@ def test_as_an_unprivileged_user_a_hostile_student_is_graded_and_limited(root_re
         course.ASSIGNMENT,
         str(root / "submitted"),
         "--course",
-        str(c),
+        str(root / "course"),
         "--out",
-        str(out),
+        str(root / "out"),
         "--workers",
         "2",
         "--cell-timeout",
         "60",
         "--no-progress",
         "--no-canary",
-        cwd=str(root),
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        *extra,
+    ]
+
+
+def check_blocked(out: Path, hostile: list[str], secret: str = "") -> None:
+    """Each of ``hostile`` got the solution's score and printed "blocked:" but never "ESCAPED"; ``secret``
+    is nowhere in the output."""
+    import json
+
+    import nbformat
+
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["totals"]["forks-500-processes"] == summary["totals"]["solution"] > 0, json.dumps(summary["review"])
-    nb = nbformat.read(out / "autograded" / "forks-500-processes" / course.ASSIGNMENT / "01_atomic_backprop.ipynb", 4)
-    printed = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert "blocked: after" in printed and "ESCAPED" not in printed
+    for sid in hostile:
+        assert summary["totals"][sid] == summary["totals"]["solution"] > 0, json.dumps(summary["review"])
+        nb = nbformat.read(out / "autograded" / sid / course.ASSIGNMENT / "01_atomic_backprop.ipynb", 4)
+        printed = json.dumps([c.get("outputs", []) for c in nb.cells])
+        assert "blocked:" in printed and "ESCAPED" not in printed, (sid, printed[:3000])
+    if secret:
+        for path in out.rglob("*"):
+            if path.is_file() and path.suffix in (".html", ".ipynb", ".json", ".md", ".log"):
+                assert secret not in path.read_text(errors="replace"), path
+
+
+def test_with_fresh_kernels_hostile_students_are_blocked(tmp_path):
+    """The sandbox without the zygote (``--fresh-kernels``: each kernel started by Jupyter through the launcher)."""
+    hostile = ["escapes-as-root", "prints-the-environment", "fills-tmp-and-shm", "forks-500-processes"]
+    root = Path(tempfile.mkdtemp(prefix="bn-fresh-", dir="/var/tmp"))
+    try:
+        build_class(root, ["solution", *hostile])
+        env = dict(course.tool_env(), DATABASE_URL="postgresql://u:canary-password-fresh@127.0.0.1:9/db")
+        proc = subprocess.run(
+            autograde_cmd(sys.executable, root, "--fresh-kernels"),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        check_blocked(root / "out", hostile, "canary-password-fresh")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_as_an_unprivileged_user_a_hostile_student_is_graded_and_limited(root_required, user_python):
+    """The fork bomb: as a user, RLIMIT_NPROC (in the sandbox's user namespace) stops it, not root's cgroup."""
+    root, python = user_python
+    build_class(root, ["solution", "forks-500-processes", "escapes-as-root"])
+    subprocess.run(["chown", "-R", USER, str(root / "course"), str(root / "submitted")], check=True)
+    os.chown(root, pwd.getpwnam(USER).pw_uid, -1)  # for --out
+    proc = as_user(*autograde_cmd(python, root), cwd=str(root))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_blocked(root / "out", ["forks-500-processes", "escapes-as-root"])
