@@ -1,4 +1,5 @@
-"""grader/sandbox.py: the probe refuses a weak sandbox; the limits hold; all of it as root and as a user.
+"""grader/autograde/sandbox.py: bubblewrap's rules, the launcher's limits; the probe refuses a weak sandbox;
+the limits hold; all of it as root and as a user.
 
 The probe is run against deliberately weakened commands (capabilities added back, no user namespace, the
 environment not cleared) and must refuse each. The limits are checked in a sandbox with small ones. The
@@ -7,6 +8,7 @@ as that user. Tests that need root skip when not root, with the reason; in CI (C
 """
 
 import dataclasses
+import json
 import os
 import pwd
 import shutil
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import course, sandbox
+from grader import paths
+from grader.autograde import sandbox
+from grader.instructor import course
 
 pytestmark = pytest.mark.usefixtures("sandbox_required")
 USER = "bnstudent"
@@ -72,6 +76,106 @@ def test_the_kernel_environment_is_the_allow_list_only():
     env = {"PATH": "/usr/bin", "DATABASE_URL": "postgresql://u:pw@h/db", "NBGRADER_EXECUTION": "autograde", "X": "1"}
     assert sandbox.kernel_env(env) == {"PATH": "/usr/bin", "NBGRADER_EXECUTION": "autograde"}
     assert "--clearenv" in sandbox.env_args(env) and "pw" not in " ".join(sandbox.env_args(env))
+
+
+def pairs(args: list[str], flag: str) -> list[tuple[str, str]]:
+    return [(args[i + 1], args[i + 2]) for i, a in enumerate(args) if a == flag]
+
+
+def test_bwrap_args_hide_bind_and_make_read_only(tmp_path):
+    hidden_dir, hidden_file, writable, run = (
+        tmp_path / "source",
+        tmp_path / "gradebook.db",
+        tmp_path / "w",
+        tmp_path / "r",
+    )
+    for d in (hidden_dir, writable, run):
+        d.mkdir()
+    hidden_file.write_text("")
+    args = sandbox.bwrap_args([writable], [hidden_dir, hidden_file, tmp_path / "absent"], run)
+    assert args[0] == "bwrap" and ("/", "/") in pairs(args, "--ro-bind") and "--unshare-all" in args
+    assert "--die-with-parent" in args
+    assert str(hidden_dir) in [args[i + 1] for i, a in enumerate(args) if a == "--tmpfs"]  # emptied...
+    remounts = [i for i, a in enumerate(args) if a == "--remount-ro" and args[i + 1] == str(hidden_dir)]
+    assert remounts and remounts[0] > max(i for i, a in enumerate(args) if a == "--bind")  # ...read-only, after binds
+    assert ("/dev/null", str(hidden_file)) in pairs(args, "--ro-bind")
+    assert {(str(run), str(run)), (str(writable), str(writable))} <= set(pairs(args, "--bind"))
+    assert str(tmp_path / "absent") not in args
+
+
+def test_what_the_kernel_needs_under_tmp_includes_the_data_set(monkeypatch):
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        data = Path(tmp) / "names.txt"
+        data.write_text("emma\n")
+        monkeypatch.setenv(paths.NAMES_ENV_VAR, str(data))
+        assert str(data.resolve()) in sandbox._needed_under_tmp()
+        monkeypatch.delenv(paths.NAMES_ENV_VAR)
+        assert str(data.resolve()) not in sandbox._needed_under_tmp()
+
+
+@pytest.mark.parametrize("zygote", [None, ["torch"]])
+def test_the_kernelspec_runs_the_launcher_and_the_zygote_by_their_modules(tmp_path, zygote):
+    folder = sandbox.kernelspec(
+        tmp_path / "share",
+        sandbox=True,
+        memory_bytes=123,
+        writable=[tmp_path],
+        hidden=[],
+        runtime=tmp_path,
+        zygote=zygote,
+        env={"HOME": "/h"},
+    )
+    assert folder == tmp_path / "share" / "kernels" / sandbox.KERNEL_NAME
+    spec = json.loads((folder / "kernel.json").read_text())
+    assert spec["env"]["HOME"] == "/h" and spec["env"]["MPLBACKEND"] == "Agg"
+    if zygote is None:
+        launched = spec["argv"]
+        assert launched[-4:-1] == ["ipykernel_launcher", "-f", "{connection_file}"]
+    else:
+        assert spec["argv"][1:4] == ["-m", "grader.autograde.zygote", "connect"]
+        launched = json.loads((folder / "zygote.json").read_text())["argv"]
+        assert launched[-3:] == ["serve", str(tmp_path.resolve() / "zygote"), "torch"]
+    assert launched[1:5] == ["-m", "grader.autograde.sandbox", "--memory", "123"] and "bwrap" in launched
+
+
+def test_the_launcher_sets_the_memory_limit_then_runs_the_command():
+    code = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0])"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader.autograde.sandbox", "--memory", str(2**32), "--", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.split() == [str(2**32)], proc.stderr
+
+
+def test_the_probe_passes_where_bwrap_works(sandbox_required):
+    sandbox.probe()  # (sandbox_required ran it too): it raises SandboxError with the reason otherwise
+
+
+def test_the_private_tmp_still_shows_what_the_kernel_needs_from_the_hosts(sandbox_required, monkeypatch):
+    """A checkout, venv or data set under /tmp is bound back read-only; the rest of the host's /tmp stays hidden."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        data, other = Path(tmp) / "names.txt", Path(tmp) / "other"
+        data.write_text("emma\n")
+        other.mkdir()
+        monkeypatch.setenv(paths.NAMES_ENV_VAR, str(data))
+        run = Path(tmp) / "run"
+        run.mkdir()
+        proc = subprocess.run(
+            sandbox.bwrap_args([], [], run) + ["sh", "-c", f"cat {data}; ls {other} || echo hidden"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.stdout.split() == ["emma", "hidden"], proc.stderr
+        proc = subprocess.run(
+            sandbox.bwrap_args([], [], run) + ["sh", "-c", f"echo x > {data}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode != 0 and data.read_text() == "emma\n"  # read-only
 
 
 LIMITS_CODE = r"""
@@ -175,7 +279,7 @@ def user_python():
     venv = root / "venv"
     subprocess.run(["/usr/bin/python3.11", "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-    checkout = Path(course.__file__).resolve().parent.parent
+    checkout = paths.REPO
     (venv / "lib" / "python3.11" / "site-packages" / "bn.pth").write_text(f"{site}\n{checkout}\n")
     (venv / "bin" / "alembic").write_text(f"#!{venv}/bin/python\nfrom alembic.config import main\nmain()\n")
     os.chmod(venv / "bin" / "alembic", 0o755)
@@ -204,7 +308,7 @@ def as_user(*cmd, cwd="/", timeout=900):
 def test_as_an_unprivileged_user_the_probe_passes_and_a_weak_sandbox_is_refused(root_required, user_python):
     _, python = user_python
     code = (
-        "from grader import sandbox\n"
+        "from grader.autograde import sandbox\n"
         "sandbox.probe()\n"
         "at = lambda c: c.index('--cap-drop') + 2\n"
         "try:\n"
@@ -257,8 +361,6 @@ def autograde_cmd(python, root: Path, *extra: str) -> list[str]:
 def check_blocked(out: Path, hostile: list[str], secret: str = "") -> None:
     """Each of ``hostile`` got the solution's score and printed "blocked:" but never "ESCAPED"; ``secret``
     is nowhere in the output."""
-    import json
-
     import nbformat
 
     summary = json.loads((out / "summary.json").read_text())

@@ -1,7 +1,7 @@
 """The kernel that runs a student's notebook during ``python -m grader autograde``: sandboxed and limited.
 
 A student's notebook is untrusted code. Each student's kernels run under bubblewrap (``bwrap``, Debian
-package ``bubblewrap``): the student's zygote and the kernels forked from it (``grader.zygote``), or with
+package ``bubblewrap``): the student's zygote and the kernels forked from it (``grader.autograde.zygote``), or with
 ``--fresh-kernels`` each kernel in a sandbox of its own:
 
 - no privileges, whoever grades: a user namespace (``--unshare-user``) in which the kernel is uid/gid
@@ -23,11 +23,12 @@ package ``bubblewrap``): the student's zygote and the kernels forked from it (``
   package is in, the instructor's home ($HOME, the invoking user's, /root), /run and /var/run (where
   servers put their Unix sockets) and every other listening Unix socket on the host (/proc/net/unix);
   bound back read-only inside them: this Python, this package, the data set (``_needed_under_tmp``);
-- writable only the student's own scratch folder and the runtime folder with the kernel's sockets;
+- writable only the kernel's private working folder (``private``: seen at nbgrader's autograded folder's
+  path) and the runtime folder with the kernel's sockets;
 - a cleared environment (``--clearenv``; also what the zygote's kernels get): only ``ENV_ALLOWED``;
 - the sandbox dies with the grading process that started it (``--die-with-parent``).
 
-Limits, set by the launcher ``python -m grader.sandbox``: outside bwrap, RLIMIT_AS (address space), so a
+Limits, set by the launcher ``python -m grader.autograde.sandbox``: outside bwrap, RLIMIT_AS (address space), so a
 10 GB allocation fails with a MemoryError in that student's cell, a kernel that dies with its parent, so
 killing a student's grading process group takes the kernel with it, and, as root, a pids cgroup of its
 own (``--pids``: cgroup v1 /sys/fs/cgroup/pids); inside bwrap (where RLIMIT_NPROC counts the sandbox's
@@ -36,6 +37,9 @@ default ``NPROC``) and RLIMIT_FSIZE (largest file it may write, in the scratch f
 host's disk; default ``FSIZE``: Python then gets EFBIG). The scratch and runtime folders have no total
 cap: a student may still write many files of up to FSIZE there (the grading process keeps none of them).
 ``--no-sandbox`` keeps RLIMIT_AS and RLIMIT_FSIZE and drops bwrap (and the rest).
+
+This module is long because the rules, the launcher that applies them and the probe that checks them on
+this machine must change together; each is small.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from ..paths import NAMES_ENV_VAR, REPO
 
 KERNEL_NAME = "backprop-ninja-sandbox"
 SANDBOX_UID = 65534  # the kernel's uid and gid in its user namespace
@@ -92,7 +98,7 @@ def private_paths() -> list[Path]:
     source/), the instructor's home, /run and /var/run, and every listening Unix socket outside /tmp."""
     import pwd
 
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = REPO
     homes = {os.environ.get("HOME") or "/root", "/root"}
     for who in (os.getuid(), os.environ.get("SUDO_USER")):
         try:
@@ -121,17 +127,17 @@ def private_paths() -> list[Path]:
 def _needed_under_tmp(hidden=()) -> list[str]:
     """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there) or under
     a hidden folder (a course checkout that holds the venv): the Python installation and its site-packages,
-    this package, the data set named by BACKPROP_NINJA_NAMES (or the checkout's data/ folder)."""
+    the grader package, the data set named by ``grader.paths.NAMES_ENV_VAR`` (or the checkout's data/ folder)."""
     tmp = Path("/tmp").resolve()
     under = [tmp, *(Path(h).resolve() for h in hidden)]
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # grader/
     needed = [
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
         package,
-        package.parent / "data",
-        os.environ.get("BACKPROP_NINJA_NAMES") or "",
+        REPO / "data",
+        os.environ.get(NAMES_ENV_VAR) or "",
         *(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")),  # a .pth's too
     ]
     out: list[Path] = []
@@ -142,11 +148,21 @@ def _needed_under_tmp(hidden=()) -> list[str]:
 
 
 def bwrap_args(
-    writable: list, hidden: list[Path], runtime: Path, *, tmp_bytes: int = TMP_BYTES, env: dict | None = None
+    writable: list,
+    hidden: list[Path],
+    runtime: Path,
+    private: dict[Path, Path] | None = None,
+    *,
+    tmp_bytes: int = TMP_BYTES,
+    env: dict | None = None,
 ) -> list[str]:
     """bwrap's arguments (without the command) for the rules of the module docstring. ``writable``: folders,
     or (source, destination) pairs (the source's content, writable, at the destination). ``env``: the
-    environment to give the sandbox (filtered by ``kernel_env``); None: the launcher's ``--clearenv`` does it."""
+    environment to give the sandbox (filtered by ``kernel_env``); None: the launcher's ``--clearenv`` does it.
+
+    ``private`` maps a host folder to the path where the kernel sees it instead of what is there (the
+    kernel's working folder: nbgrader's autograded folder, which the grading process writes after the
+    kernel, is never the folder the kernel writes into)."""
     size = ["--size", str(tmp_bytes)]
     args = ["bwrap", *env_args(env)] if env is not None else ["bwrap"]
     args += [
@@ -193,6 +209,8 @@ def bwrap_args(
     for path in [runtime, *writable]:
         src, dest = path if isinstance(path, tuple) else (path, path)
         args += ["--bind", str(Path(src).resolve()), str(Path(dest).resolve())]
+    for host, seen_as in (private or {}).items():
+        args += ["--bind", str(Path(host).resolve()), str(Path(seen_as).resolve())]
     for path in readonly:  # after the binds inside them: the empty folders become read-only too
         args += ["--remount-ro", path]
     return args
@@ -214,19 +232,20 @@ def command(
     writable: list,
     hidden: list[Path],
     runtime: Path,
+    private: dict[Path, Path] | None = None,
     python: str = sys.executable,
     nproc: int = NPROC,
     fsize: int = FSIZE,
     tmp_bytes: int = TMP_BYTES,
 ) -> list[str]:
     """The limited (and, with ``sandbox``, sandboxed) command that runs ``inner``: the launcher
-    ``python -m grader.sandbox`` (limits, the user, the environment) around bwrap around the launcher again
+    ``python -m grader.autograde.sandbox`` (limits, the user, the environment) around bwrap around the launcher again
     (the limits that must be set inside the user namespace) around ``inner``."""
-    launcher = [python, "-m", "grader.sandbox"]
+    launcher = [python, "-m", "grader.autograde.sandbox"]
     if not sandbox:
         return [*launcher, "--memory", str(memory_bytes), "--fsize", str(fsize), "--", *inner]
     inside = [*launcher, "--nproc", str(nproc), "--fsize", str(fsize), "--", *inner]
-    wrapped = bwrap_args(writable, hidden, runtime, tmp_bytes=tmp_bytes) + inside
+    wrapped = bwrap_args(writable, hidden, runtime, private, tmp_bytes=tmp_bytes) + inside
     return [*launcher, "--memory", str(memory_bytes), "--pids", str(nproc), "--clearenv", "--", *wrapped]
 
 
@@ -238,6 +257,7 @@ def kernelspec(
     writable: list,
     hidden: list[Path],
     runtime: Path,
+    private: dict[Path, Path] | None = None,
     python: str = sys.executable,
     zygote: list[str] | None = None,
     env: dict[str, str] | None = None,
@@ -248,8 +268,8 @@ def kernelspec(
     ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES).
 
     With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
-    ``grader.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
-    start, and the kernelspec's command is its client (see grader/zygote.py)."""
+    ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
+    start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
@@ -260,7 +280,7 @@ def kernelspec(
         inner = [python, "-m", "ipykernel_launcher", *kernel_args]
     else:
         socket_path = str(Path(runtime).resolve() / "zygote")
-        inner = [python, "-m", "grader.zygote", "serve", socket_path, *zygote]
+        inner = [python, "-m", "grader.autograde.zygote", "serve", socket_path, *zygote]
     limited = command(
         inner,
         sandbox=sandbox,
@@ -268,13 +288,14 @@ def kernelspec(
         writable=writable,
         hidden=hidden,
         runtime=runtime,
+        private=private,
         python=python,
         **(limits or {}),
     )
     if zygote is None:
         argv = limited
     else:
-        argv = [python, "-m", "grader.zygote", "connect", socket_path, "--", *kernel_args]
+        argv = [python, "-m", "grader.autograde.zygote", "connect", socket_path, "--", *kernel_args]
         (folder / "zygote.json").write_text(json.dumps({"argv": limited, "socket": socket_path}, indent=1))
     spec = {
         "argv": argv,
@@ -383,9 +404,9 @@ def probe(timeout: float = 30, wrap=None) -> None:
             raise SandboxError("bwrap started, but the sandbox " + "; ".join(problems))
         if os.geteuid() == 0 and not os.access(PIDS_CGROUP.parent, os.W_OK):
             print(
-                f"grader.sandbox: warning: no pids cgroup ({PIDS_CGROUP.parent} is not writable), and RLIMIT_NPROC "
-                "does not apply to root: the number of processes a student starts is not capped. Grade as a "
-                "non-root user to cap it.",
+                f"grader.autograde.sandbox: warning: no pids cgroup ({PIDS_CGROUP.parent} is not writable), and "
+                "RLIMIT_NPROC does not apply to root: the number of processes a student starts is not capped. Grade as "
+                "a non-root user to cap it.",
                 file=sys.stderr,
             )
 
@@ -428,7 +449,7 @@ def pids_cgroup(limit: int) -> bool:
 
 
 def main(argv=None) -> int:
-    """``python -m grader.sandbox [--memory BYTES] [--nproc N] [--fsize BYTES] [--pids N] [--clearenv]
+    """``python -m grader.autograde.sandbox [--memory BYTES] [--nproc N] [--fsize BYTES] [--pids N] [--clearenv]
     -- COMMAND...``: set the limits (--pids: as root, a pids cgroup); with --clearenv, keep only
     ``kernel_env`` (and give bwrap ``env_args``); then exec COMMAND."""
     argv = list(sys.argv[1:] if argv is None else argv)
