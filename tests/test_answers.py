@@ -30,6 +30,13 @@ CHEATS = {
     "connects-to-localhost",
     "edits-the-grader",
     "plants-symlinks",
+    "escapes-as-root",
+    "prints-the-environment",
+    "reads-the-answer-keys",
+    "connects-to-a-unix-socket",
+    "fills-tmp-and-shm",
+    "writes-1-gb-in-its-folder",
+    "forks-500-processes",
 }
 
 

@@ -13,14 +13,12 @@ the timeouts, and the preprocessors of ``grader.autograde.feedback``.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
 from . import sandbox
 from .gradebook import copy_duedate, db_lock, real_db
 from .options import GradingError, Options
@@ -184,19 +182,11 @@ class Scratch:
         the gradebook, a notebook replaced by a link, a huge file) lands in ``kernel``, which the grading
         process never reads, follows or copies; nbgrader writes the autograded notebooks into the real
         folder, which the kernel cannot see."""
-        hidden = [
-            opts.course / "source",
-            opts.course / "gradebook.db",
-            opts.course / "submitted",
-            opts.course / "autograded",
-            opts.course / "feedback",
-            opts.submissions,
-            opts.out,
-        ]
+        # the whole course (its .git, notebooks/ with the answer keys, source/, gradebook, submissions); the
+        # sandbox binds this Python, the grader and the data set back read-only if they are inside
+        hidden = [opts.course, opts.submissions, opts.out]
         if real_db(opts).startswith("sqlite:///"):
             hidden.append(Path(real_db(opts)[len("sqlite:///") :]))
-        keep = [Path(sys.prefix).resolve(), paths.PACKAGE]  # never hide Python or the grader
-        hidden = [h for h in hidden if not any(k == h.resolve() or h.resolve() in k.parents for k in keep)]
         return sandbox.kernelspec(
             self.share,
             sandbox=opts.sandbox,
@@ -211,6 +201,7 @@ class Scratch:
                 "IPYTHONDIR": str(run_dir / "ipython"),
                 "MPLCONFIGDIR": str(run_dir / "mpl"),
             },
+            limits={"nproc": opts.nproc, "fsize": opts.fsize, "tmp_bytes": opts.tmp_bytes},
         )
 
     def env(self, course: Path, run_dir: Path) -> dict[str, str]:
