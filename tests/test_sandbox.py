@@ -295,6 +295,8 @@ def as_user(*cmd, cwd="/", timeout=900):
         "HOME": pwd.getpwnam(USER).pw_dir,
         "LANG": "C.UTF-8",
         "BACKPROP_NINJA_NAMES": os.environ.get("BACKPROP_NINJA_NAMES", ""),
+        # the user's Python is another prefix: nbconvert's templates (the feedback page's base) are in this one's
+        "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
     }
     return subprocess.run(
         ["runuser", "-u", USER, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *cmd],
@@ -359,13 +361,15 @@ def autograde_cmd(python, root: Path, *extra: str) -> list[str]:
 
 
 def check_blocked(out: Path, hostile: list[str], secret: str = "") -> None:
-    """Each of ``hostile`` got the solution's score and printed "blocked:" but never "ESCAPED"; ``secret``
-    is nowhere in the output."""
+    """Each of ``hostile`` printed "blocked:" but never "ESCAPED", and its cells are held for manual grading (its
+    attack is outside the answer language) while the solution gets its points; ``secret`` is nowhere in the output."""
     import nbformat
 
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"]["solution"] > 0, json.dumps(summary["review"])
     for sid in hostile:
-        assert summary["totals"][sid] == summary["totals"]["solution"] > 0, json.dumps(summary["review"])
+        held = [why for why in summary["review"].get(sid, []) if "need manual grading" in why]
+        assert held and summary["totals"][sid] == 0, json.dumps(summary["review"])
         nb = nbformat.read(out / "autograded" / sid / course.ASSIGNMENT / "01_atomic_backprop.ipynb", 4)
         printed = json.dumps([c.get("outputs", []) for c in nb.cells])
         assert "blocked:" in printed and "ESCAPED" not in printed, (sid, printed[:3000])
