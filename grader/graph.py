@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+from .ipython import in_kernel
 from .model import ORDER, PARAM_NAMES
 
 # ---------------------------------------------------------------------------------------------
@@ -347,15 +348,6 @@ def boxes() -> dict[str, tuple[int, int, int, int]]:
 # In the notebook
 
 METADATA_KEY = "backprop_ninja/graph"  # marks the picture's output (grader.feedback_page finds it there)
-
-
-def in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
 
 
 def alt_text(statuses: dict[str, str], title: str = "") -> str:
