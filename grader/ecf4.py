@@ -56,17 +56,8 @@ def locals_at_return(fn, args) -> dict | None:
 
 def vjp(case, upstream_of: str, wrt: str, upstream: torch.Tensor) -> torch.Tensor:
     """d ``upstream_of`` / d ``wrt`` applied to ``upstream``: the forward pass between them, re-run, by autograd."""
-    with torch.enable_grad():
-        values = dict(case.values)
-        values[wrt] = values[wrt].clone().requires_grad_()
-        live = {wrt}
-        for op in case.ops:
-            if live.intersection(op.inputs):
-                values[op.out] = op.fn(*(values[k] for k in op.inputs))
-                live.add(op.out)
-            if op.out == upstream_of:
-                break
-        (grad,) = torch.autograd.grad(values[upstream_of], values[wrt], upstream.reshape(values[upstream_of].shape))
+    values = case.rerun(wrt, until=upstream_of)
+    (grad,) = torch.autograd.grad(values[upstream_of], values[wrt], upstream.reshape(values[upstream_of].shape))
     return grad
 
 

@@ -128,12 +128,12 @@ class Case:
         """The tensors ``names`` of this forward pass (``"Xb"`` and ``"Yb"`` are the batch), in that order."""
         return tuple(getattr(self, name) if name in ("Xb", "Yb") else self.values[name] for name in names)
 
-    def path_gradient(self, wrt: str, hold=()) -> torch.Tensor:
-        """d loss / d ``wrt`` along only some paths: the tensors named in ``hold`` are held constant.
+    def rerun(self, wrt: str, hold=(), until: str | None = None) -> dict[str, torch.Tensor]:
+        """The forward pass again from a fresh leaf copy of ``wrt``, with autograd recording.
 
-        The forward pass is re-run from ``wrt`` on detached copies, and autograd differentiates
-        it; a held tensor is recomputed but detached, so no gradient flows back through it.
-        ``path_gradient(wrt)`` with nothing held is ``grads[wrt]``.
+        Only the tensors that depend on ``wrt`` are recomputed (every other one is this case's own,
+        detached); a tensor named in ``hold`` is recomputed but detached, so no gradient flows back
+        through it; with ``until`` the pass stops once that tensor is made.
         """
         with torch.enable_grad():
             values = dict(self.values)
@@ -145,9 +145,19 @@ class Case:
                     values[op.out] = out.detach() if op.out in hold else out
                     if op.out not in hold:
                         live.add(op.out)
-            if "loss" not in live:
-                return torch.zeros_like(self.values[wrt])
-            (grad,) = torch.autograd.grad(values["loss"], values[wrt])
+                if op.out == until:
+                    break
+        return values
+
+    def path_gradient(self, wrt: str, hold=()) -> torch.Tensor:
+        """d loss / d ``wrt`` along only some paths: the tensors named in ``hold`` are held constant.
+
+        ``path_gradient(wrt)`` with nothing held is ``grads[wrt]``.
+        """
+        values = self.rerun(wrt, hold)
+        if not values["loss"].requires_grad:  # every path from wrt to the loss is held
+            return torch.zeros_like(self.values[wrt])
+        (grad,) = torch.autograd.grad(values["loss"], values[wrt])
         return grad
 
 

@@ -307,6 +307,7 @@ def as_user(*cmd, cwd="/", timeout=900):
     )
 
 
+@pytest.mark.slow  # installs the course for an unprivileged user
 def test_as_an_unprivileged_user_the_probe_passes_and_a_weak_sandbox_is_refused(root_required, user_python):
     _, python = user_python
     code = (
@@ -379,6 +380,7 @@ def check_blocked(out: Path, hostile: list[str], secret: str = "") -> None:
                 assert secret not in path.read_text(errors="replace"), path
 
 
+@pytest.mark.slow  # grades a class
 def test_with_fresh_kernels_hostile_students_are_blocked(tmp_path):
     """The sandbox without the zygote (``--fresh-kernels``: each kernel started by Jupyter through the launcher)."""
     hostile = ["escapes-as-root", "prints-the-environment", "fills-tmp-and-shm", "forks-500-processes"]
@@ -399,6 +401,7 @@ def test_with_fresh_kernels_hostile_students_are_blocked(tmp_path):
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow  # grades a class
 def test_as_an_unprivileged_user_a_hostile_student_is_graded_and_limited(root_required, user_python):
     """The fork bomb: as a user, RLIMIT_NPROC (in the sandbox's user namespace) stops it, not root's cgroup."""
     root, python = user_python
