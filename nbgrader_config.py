@@ -22,3 +22,21 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # A cell that prints without end must not flood the gradebook or the feedback.
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
+
+# The feedback page (grader/feedback_page.py): a head that names each graded cell with its score and its
+# verdict, the picture of the backward graph, formulas readable without MathJax, and no hidden test.
+# `python -m grader autograde` loads this file too, so both commands write the same page.
+from grader.feedback_page import configure  # noqa: E402
+
+configure(c)
+
+# The answer language (grader/answers.py): right after nbgrader has saved the automatic grades, the graded
+# cells that run after a cell outside it (an answer that reaches autograd, the grader or the interpreter's
+# internals) are held for manual grading, with the reason in the answer cell's comment
+# (grader/nbgrader_answers.py). A string, so this file loads without importing the course's package.
+from nbgrader.converters import Autograde  # noqa: E402
+from nbgrader.preprocessors import SaveAutoGrades  # noqa: E402
+
+_steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
+_after = _steps.index(SaveAutoGrades) + 1
+c.Autograde.autograde_preprocessors = [*_steps[:_after], "grader.nbgrader_answers.HoldForReview", *_steps[_after:]]

@@ -12,42 +12,22 @@ re-run on detached inputs and differentiated alone (``Reference.branches``).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import torch
 
-from . import checks, integrity
-from .checks import ATOL, Comparison, Context, batch_factors, compare
+from . import graph, integrity, owncode, rerun
+from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
 from .ipython import expect_names
-from .model import check_case
-
-# The lecture's order: each tensor comes after every tensor it flows into.
-STAGES = {
-    "cross-entropy": (
-        "logprobs",
-        "probs",
-        "counts_sum_inv",
-        "counts_sum",
-        "counts",
-        "norm_logits",
-        "logit_maxes",
-        "logits",
-    ),
-    "second linear layer": ("h", "W2", "b2"),
-    "tanh": ("hpreact",),
-    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
-    "first linear layer": ("embcat", "W1", "b1"),
-    "embedding": ("emb", "C"),
-}
-ORDER = tuple(name for names in STAGES.values() for name in names)
+from .model import ORDER, STAGES, check_case  # noqa: F401 (grader.atomic.STAGES, ORDER: the notebooks' API)
+from .owncode import Missing
 
 
 class Reference:
     """The check network, built privately: its own data, parameters, batch and forward pass."""
 
-    def __init__(self) -> None:
-        case = check_case()
-        self.Xb, self.n, self.ops = case.Xb, case.n, case.ops
+    def __init__(self, case=None) -> None:
+        case = case if case is not None else check_case()
+        self.Xb, self.Yb, self.n, self.ops = case.Xb, case.Yb, case.n, case.ops
         self.values, self.grads = case.values, case.grads
 
     def uses(self, name: str):
@@ -77,15 +57,6 @@ def reference() -> Reference:
     return _reference
 
 
-@dataclass
-class Verdict:
-    name: str
-    ok: bool
-    vs_autograd: Comparison  # the lecture's comparison, with the true gradient
-    message: str  # the verdict column, or the hint when not ok
-    note: str = ""
-
-
 # What the student submitted for each gradient at its last check, and the mistakes it inherits.
 _submitted: dict[str, torch.Tensor] = {}
 _roots: dict[str, tuple[str, ...]] = {}
@@ -101,22 +72,11 @@ def _usable(value, like: torch.Tensor) -> torch.Tensor | None:
     return value if bool(torch.isfinite(value).all()) else None
 
 
-def _repeated_index_hint(Xb: torch.Tensor, rows: int):
-    """For the embedding table: are only the rows of repeated characters wrong?"""
-    counts = torch.bincount(Xb.flatten(), minlength=rows)
-
-    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
-        bad = ((a - b).abs() > max(ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
-        if bad.any() and bool((counts[bad] > 1).all()):
-            chars = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
-            return (
-                f"only the rows of characters that occur more than once in Xb are wrong (rows {chars}). "
-                f"An indexed `+=` such as dC[Xb] += ... applies each repeated index only once, so their "
-                f"gradients do not add up: accumulate one example at a time, or with index_add_."
-            )
-        return None
-
-    return diagnose
+def _repeated_rows(rows) -> str:
+    return (
+        f"(rows {', '.join(str(i) for i in rows)}). An indexed `+=` such as dC[Xb] += ... applies each repeated "
+        f"index only once, so their gradients do not add up: accumulate one example at a time, or with index_add_."
+    )
 
 
 def _alias_hint(dt, name: str, namespace: dict):
@@ -145,13 +105,19 @@ def _alias_hint(dt, name: str, namespace: dict):
 
 
 def _integrity_problem(name: str, dt, history) -> str | None:
-    if isinstance(dt, torch.Tensor) and (dt.requires_grad or dt.grad_fn is not None):
-        return f"d{name} was built with autograd switched on (it requires grad): derive it by hand."
-    return integrity.problem([f"d{name}"], history, barriers=[f"d{k}" for k in ORDER])
+    return built_with_autograd(name, dt) or integrity.problem([f"d{name}"], history, barriers=[f"d{k}" for k in ORDER])
 
 
-def check(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
-    """Judge ``dt`` as the gradient of ``name``, error carried forward."""
+def judge(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+    """Judge ``dt`` (or ``answer(...)``'s ``Missing``) as the gradient of ``name``: its value, error
+    carried forward, and the student's own code for it, re-run privately (``grader.owncode``)."""
+    if name not in ORDER:
+        raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
+    return owncode.judge(name, dt, namespace, history, record)
+
+
+def judge_value(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+    """Judge the value ``dt`` as the gradient of ``name``, error carried forward."""
     if name not in ORDER:
         raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
     ref = reference()
@@ -161,7 +127,7 @@ def check(name: str, dt, namespace: dict | None = None, history=None, record: bo
     problem = _integrity_problem(name, dt, history)
     if problem:
         _remember(name, dt, true, record, roots=(name,))
-        return Verdict(name, False, vs_autograd, problem)
+        return Verdict(False, vs_autograd, problem)
 
     # The local backward step, applied to the student's own upstream gradients where they have them.
     upstream, inherited = {}, set()
@@ -178,27 +144,26 @@ def check(name: str, dt, namespace: dict | None = None, history=None, record: bo
         factors=batch_factors(ref.n),
         branches=branches if len(branches) > 1 else {},
         diagnostics=(_alias_hint(dt, name, namespace or {}),)
-        + ((_repeated_index_hint(ref.Xb, true.shape[0]),) if name == "C" else ()),
+        + ((repeated_index_hint(ref.Xb, true.shape[0], _repeated_rows),) if name == "C" else ()),
     )
     vs_step = compare(dt, step, what, context)
     if vs_autograd.ok:
         _remember(name, dt, true, record, roots=())
-        return Verdict(name, True, vs_autograd, "ok", vs_autograd.note)
+        return Verdict(True, vs_autograd, "ok", vs_autograd.note)
     if vs_step.ok:
         roots = tuple(sorted(inherited))
         _remember(name, dt, true, record, roots=roots)
         sources = ", ".join(f"d{r}" for r in roots)
-        return Verdict(
-            name, True, vs_autograd, f"ok: this step is right; the difference comes from {sources}", vs_step.note
-        )
+        return Verdict(True, vs_autograd, f"ok: this step is right; the difference comes from {sources}", vs_step.note)
     _remember(name, dt, true, record, roots=(name,))
-    return Verdict(name, False, vs_autograd, f"d{name} is wrong: {vs_step.hint}")
+    return Verdict(False, vs_autograd, f"d{name} is wrong: {vs_step.hint}")
 
 
 def reset() -> None:
     """Forget every recorded answer (the upstream gradients used for error carried forward)."""
     _submitted.clear()
     _roots.clear()
+    owncode.reset()
 
 
 def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str, ...]) -> None:
@@ -212,11 +177,6 @@ def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str,
     _roots[name] = roots
 
 
-def row(verdict: Verdict) -> str:
-    """The lecture's row, ``name | exact | approximate | maxdiff``, and the verdict."""
-    return checks.row(verdict.name, verdict.vs_autograd, verdict.message if verdict.ok else "FAIL", verdict.note)
-
-
 def _caller_globals() -> dict:
     return sys._getframe(2).f_globals
 
@@ -228,20 +188,32 @@ def cmp(s: str, dt, t=None) -> None:
     lecture's signature; the reference is autograd's gradient on the grader's private copy.
     Raises AssertionError, with a hint, when ``dt`` is wrong.
     """
-    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
-    print(row(verdict))
+    report(s, judge(s, dt, _caller_globals(), integrity.kernel_history()))
+
+
+def answer(name: str):
+    """The notebook's ``name`` (e.g. ``answer('dbnvar_inv')``), or a ``Missing`` that the check re-runs.
+
+    A test cell reads the answer through it, so that a gradient whose cell crashed earlier is still
+    checked (its code is re-run privately) instead of the cell stopping at a NameError.
+    """
+    return sys._getframe(1).f_globals.get(name, Missing(name))
+
+
+def verify(s: str, dt=None) -> None:
+    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success.
+
+    Without ``dt`` it reads ``d`` + ``s`` from the notebook itself (a ``Missing`` when undefined).
+    """
+    namespace = _caller_globals()
+    if dt is None:
+        dt = namespace.get(f"d{s}", Missing(f"d{s}"))
+    verdict = judge(s, dt, namespace, integrity.kernel_history())
     if not verdict.ok:
         raise AssertionError(verdict.message)
 
 
-def verify(s: str, dt) -> None:
-    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success."""
-    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
-    if not verdict.ok:
-        raise AssertionError(verdict.message)
-
-
-def _print_rows(names, namespace: dict) -> int:
+def _print_rows(names, namespace: dict, verdicts: dict | None = None) -> int:
     """Print a row (and the hint, when wrong) for each of ``names`` as it is now; return how many pass."""
     history = integrity.kernel_history()
     passed = 0
@@ -250,9 +222,11 @@ def _print_rows(names, namespace: dict) -> int:
         if key not in namespace:
             print(f"{name:15s} | {key} is not defined yet (is its answer cell still the NotImplementedError() stub?)")
             continue
-        verdict = check(name, namespace[key], namespace, history)
+        verdict = judge(name, namespace[key], namespace, history)
+        if verdicts is not None:
+            verdicts[name] = verdict
         passed += verdict.ok
-        print(row(verdict).splitlines()[0] + ("" if verdict.ok else f": {verdict.message}"))
+        print(verdict.row(name).splitlines()[0] + ("" if verdict.ok else f": {verdict.message}"))
     return passed
 
 
@@ -265,14 +239,45 @@ def check_stage(stage: str, namespace: dict | None = None) -> None:
     if stage not in STAGES:
         raise KeyError(f"{stage!r} is not a stage: {', '.join(STAGES)}")
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
-    _print_rows(STAGES[stage], namespace)
+    _print_rows(STAGES[stage], namespace, verdicts := {})
+    _picture(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 def table(namespace: dict | None = None) -> None:
     """Print all 26 rows for the gradients as they are now (``d`` + name in ``namespace``)."""
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
-    passed = _print_rows(ORDER, namespace)
+    passed = _print_rows(ORDER, namespace, verdicts := {})
     print(f"{passed} of {len(ORDER)} gradients pass")
+    _picture(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 expect_names([f"d{name}" for name in ORDER], "Its answer cell")
+
+
+def statuses(namespace: dict, verdicts: dict) -> dict[str, str]:
+    """Every tensor's status for the picture (``grader.graph``): ``verdicts`` (the rows just printed), the
+    rest judged now, without being recorded (``record=False``), so the picture changes nothing that a later
+    check sees."""
+    history = None
+    out = {}
+    for name in ORDER:
+        if name in verdicts:
+            out[name] = graph.status(verdicts[name])
+        elif f"d{name}" in namespace:
+            if history is None:
+                history = integrity.kernel_history()
+            out[name] = graph.status(judge(name, namespace[f"d{name}"], namespace, history, record=False))
+        else:
+            out[name] = graph.UNDEFINED
+    return out
+
+
+def _picture(namespace: dict, verdicts: dict) -> bool:
+    """``check_stage`` and ``table``: the whole graph of Exercise 1, coloured by every gradient's verdict."""
+    if not graph.in_kernel():
+        return False
+    return graph.show(statuses(namespace, verdicts), exercise="exercise1")
+
+
+rerun.install()
+owncode.bind(sys.modules[__name__])

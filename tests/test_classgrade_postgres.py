@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 NOTEBOOK = "01_atomic_backprop"
 IDS = (
@@ -30,6 +30,8 @@ IDS = (
     "bessel-n-not-n-minus-1",
     "dcounts-not-accumulated",
 )
+
+pytestmark = pytest.mark.slow  # a real nbgrader run of a class
 
 
 def postgres_bin() -> Path:
@@ -92,7 +94,7 @@ def pg_url():
 
 
 def test_two_shards_fill_one_postgresql_gradebook(tmp_path, pg_url):
-    from grader import sandbox
+    from grader.autograde import sandbox
 
     try:
         sandbox.probe()

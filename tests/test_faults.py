@@ -1,7 +1,7 @@
 """Faults of the class command: a second run on the same --out, odd student folder names, a full disk.
 
 Each must end with one clear message or be graded, and never cost a grade: the tiny course of
-test_classgrade (three cells, no torch) keeps these quick.
+tests/tiny_course.py (three cells, no torch) keeps these quick.
 """
 
 import csv
@@ -10,21 +10,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_classgrade import TINY_ANSWERS, make_tiny_course
+from test_classgrade import autograde
+from tiny_course import TINY_ANSWERS, make_tiny_course
 
-from grader import classgrade, course
+from grader.autograde.submissions import safe_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 
 
 def class_command(c: Path, out: Path, *extra):
-    cmd = [sys.executable, "-m", "grader", "autograde", "hw1", str(c / "submitted"), "--course", str(c)]
-    cmd += ["--out", str(out), "--workers", "2", "--no-progress", "--no-canary", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env(), timeout=900)
+    return autograde(c, c / "submitted", out, "--no-canary", *extra, assignment="hw1", timeout=900)
 
 
 def test_a_second_run_on_the_same_out_says_who_holds_it_and_stops(tmp_path):
@@ -56,10 +54,10 @@ def test_every_student_folder_is_graded_whatever_its_name(tmp_path):
     with open(tmp_path / "out" / "grades.csv", newline="") as f:
         assert {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)} == expected
     for odd in ("Jane Doe", "josé", ".dotted", "a'b;c"):
-        key = classgrade.safe_key(odd)
+        key = safe_key(odd)
         assert any(f"graded as {key}" in why for why in summary["review"][odd]), summary["review"][odd]
         assert (tmp_path / "out" / "feedback" / key / "hw1" / "squares.html").is_file()
-    assert classgrade.safe_key("Jane Doe") != classgrade.safe_key("Jane_Doe")
+    assert safe_key("Jane Doe") != safe_key("Jane_Doe")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as the output folder needs root")

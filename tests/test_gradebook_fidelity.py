@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_classgrade import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
+from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
-from grader import course
+from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 

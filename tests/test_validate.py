@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 NAMES = course.notebook_names(course.REPO)
+pytestmark = pytest.mark.slow  # each runs `nbgrader validate`, a kernel per notebook
 
 
 def validate(folder: str, name: str, *flags: str) -> subprocess.CompletedProcess:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import integrity
+from .. import answers, integrity
+from ..cells import grade_id, has_hidden_tests, nbgrader_meta, without_hidden_tests
 
 # names an answer has no business touching: the grading harness and the interpreter's internals
 REACHING = {
@@ -60,14 +61,6 @@ class Report:
     missing: list[str] = field(default_factory=list)  # notebooks not handed in (nbgrader scores them 0)
 
 
-def grade_id(cell) -> str | None:
-    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
-
-
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader") or {}
-
-
 def reaches(source: str) -> list[str]:
     """What an answer cell reaches for, described (empty if nothing): autograd, the grader, internals."""
     try:
@@ -97,7 +90,7 @@ def reaches(source: str) -> list[str]:
     return found
 
 
-def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) -> None:
+def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path, language: bool = True) -> None:
     """Check (and repair into ``out``) one handed-in notebook; record everything in ``report``."""
     try:
         raw = path.read_bytes()
@@ -140,14 +133,14 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
             else:
                 cell.pop("outputs", None)
                 cell.pop("execution_count", None)
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("solution") and cell.cell_type == "code":
             for why in reaches(cell.source):
                 report.flags.append(f"{name}/{gid}: {why}")
     for gid, cell in source_cells.items():
         if gid in seen:
             continue
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("grade") and not meta.get("solution"):
             report.repairs.append(f"{name}: test cell {gid!r} was deleted: nbgrader puts it back and grades it")
         elif meta.get("solution"):
@@ -163,13 +156,14 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
             for why in reaches(cell.source):
                 if why not in known:
                     report.flags.append(f"{name}/{label}: {why}")
+    for f in answers.check_notebook(nb, source_nb) if language else []:  # HoldForReview holds what follows
+        report.flags.append(f"{name}/{f.label}: outside the answer language: {'; '.join(f.reasons)}")
     for cell in nb.cells:  # an edited locked cell is restored by nbgrader; say so
         gid = grade_id(cell)
-        if gid and _nbgrader(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():
-            if _nbgrader(cell).get("grade") and "BEGIN HIDDEN TESTS" in source_cells[gid].source:
+        if gid and nbgrader_meta(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():
+            if nbgrader_meta(cell).get("grade") and has_hidden_tests(source_cells[gid].source):
                 # a released test cell never shows its hidden part; compare what the student saw
-                visible = source_cells[gid].source.split("### BEGIN HIDDEN TESTS")[0].strip()
-                if cell.source.strip() == visible:
+                if cell.source.strip() == without_hidden_tests(source_cells[gid].source).strip():
                     continue
             report.repairs.append(f"{name}: locked cell {gid!r} was edited: nbgrader restores it")
     out.mkdir(parents=True, exist_ok=True)
@@ -180,12 +174,14 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
 def check(student: str, handed_in: dict[str, Path], source: Path, out: Path, problems=()) -> Report:
     """Check every notebook of ``source`` (the assignment's source folder) that ``student`` handed in."""
     report = Report(student, problems=list(problems))
+    config = source.parent.parent / "nbgrader_config.py"  # the answer language: only where the course holds for it
+    language = config.is_file() and "grader.nbgrader_answers.HoldForReview" in config.read_text(errors="replace")
     for src in sorted(source.glob("*.ipynb")):
         name = src.stem
         if name not in handed_in:
             report.missing.append(name)
             continue
-        check_notebook(handed_in[name], _source(src, src.stat().st_mtime_ns), name, report, out)
+        check_notebook(handed_in[name], _source(src, src.stat().st_mtime_ns), name, report, out, language)
     return report
 
 
