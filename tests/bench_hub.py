@@ -2,7 +2,8 @@
 
 As root: ``.venv/bin/python tests/bench_hub.py [--students 20] [--workers 2]``. Makes Unix users (one
 instructor, N students), a course owned by the instructor and an exchange, runs the grade-on-submit service
-as the instructor (exactly the command the hub's managed service runs), then
+as the instructor (exactly the command the hub's managed service runs), waits for it to be ready (its
+canary, once per start, timed), then
 
 1. one student submits Exercise 1 (first answer cell answered): latency to feedback;
 2. N students submit within the same minute: p50 and p95 of their latencies.
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_jupyterhub as th  # noqa: E402  (the test's helpers: users, the reachable venv, the course)
 from nbgrader.utils import notebook_hash  # noqa: E402
 
-from grader import course  # noqa: E402
+from grader.instructor import course  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -75,7 +76,7 @@ def main() -> int:
             th.answer_first_cell(Path(pwd.getpwnam(s).pw_dir) / course.ASSIGNMENT / f"{th.NOTEBOOK}.ipynb")
         py = th.USER_PY["python"]
         cmd = [py, "-m", "grader.instructor.gradeonsubmit", "--course", str(c), "--exchange", str(exchange)]
-        cmd += ["--course-id", "backprop-ninja", "--interval", "2", "--workers", str(args.workers)]
+        cmd += ["--course-id", "backprop-ninja", "--interval", "2", "--", "--workers", str(args.workers)]
         service = subprocess.Popen(
             ["runuser", "-u", instructor, "--", "env", f"PATH={Path(py).parent}:/usr/bin:/bin", *cmd],
             cwd=c,
@@ -85,6 +86,11 @@ def main() -> int:
             start_new_session=True,
         )
         threading.Thread(target=sample, daemon=True).start()
+        started, service_log = time.time(), c / "gradeonsubmit" / "gradeonsubmit.log"
+        while not (service_log.exists() and "watching" in service_log.read_text()):  # after its one canary
+            assert service.poll() is None and time.time() - started < 900, "the service did not start"
+            time.sleep(1)
+        print(f"service ready {time.time() - started:.1f} s after start (its canary of the instructor's solutions)")
 
         def submit_and_wait(who: list[str], timeout: float) -> dict[str, float]:
             submitted = {}
@@ -122,7 +128,7 @@ def main() -> int:
 
         start_load = os.getloadavg()
         one = submit_and_wait(students[:1], 900)
-        print(f"one student: {one[students[0]]:.1f} s from submit to feedback (includes the first round's canary)")
+        print(f"one student: {one[students[0]]:.1f} s from submit to feedback")
         many = submit_and_wait(students[1:], 1800)
         lat = list(many.values())
         print(

@@ -15,7 +15,8 @@ course-specific comes from environment variables, with these defaults:
   BN_GRADE_WINDOW_HOURS   24
   BN_DEADLINE       (none) ISO date-time after which nothing is graded automatically
   BN_PYTHON         the Python of this environment (it has jupyterhub, nbgrader, torch and grader)
-  BN_GRADE_ARGS     extra arguments for the service, space-separated (e.g. "--workers 2")
+  BN_GRADE_ARGS     more arguments for the service, space-separated (e.g. "--interval 2")
+  BN_AUTOGRADE_ARGS the class command's options for it (grader/autograde/options.py), e.g. "--workers 2"
 """
 
 import json
@@ -144,6 +145,8 @@ c.JupyterHub.services = [
             os.environ.get("BN_GRADE_WINDOW_HOURS", "24"),
             *(["--deadline", os.environ["BN_DEADLINE"]] if os.environ.get("BN_DEADLINE") else []),
             *shlex.split(os.environ.get("BN_GRADE_ARGS", "")),
+            "--",  # the class command's options: python -m grader autograde's own
+            *shlex.split(os.environ.get("BN_AUTOGRADE_ARGS", "")),
         ],
         "environment": {
             "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
