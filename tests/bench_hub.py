@@ -21,7 +21,6 @@ import pwd
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -77,14 +76,7 @@ def main() -> int:
         py = th.USER_PY["python"]
         cmd = [py, "-m", "grader.instructor.gradeonsubmit", "--course", str(c), "--exchange", str(exchange)]
         cmd += ["--course-id", "backprop-ninja", "--interval", "2", "--", "--workers", str(args.workers)]
-        service = subprocess.Popen(
-            ["runuser", "-u", instructor, "--", "env", f"PATH={Path(py).parent}:/usr/bin:/bin", *cmd],
-            cwd=c,
-            env={**os.environ, "HOME": pwd.getpwnam(instructor).pw_dir},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        service = th.start_service(instructor, c, cmd)
         threading.Thread(target=sample, daemon=True).start()
         started, service_log = time.time(), c / "gradeonsubmit" / "gradeonsubmit.log"
         while not (service_log.exists() and "watching" in service_log.read_text()):  # after its one canary

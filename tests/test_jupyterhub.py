@@ -24,15 +24,14 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from servers import free_port, wait_until_answering
 
 from grader.instructor import course
 
@@ -57,10 +56,16 @@ _need(CHP is not None, "configurable-http-proxy is not installed (npm install -g
 _need(shutil.which("bwrap") is not None, "bubblewrap is not installed (the class command's sandbox)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_service(instructor: str, course_dir: Path, cmd: list[str]) -> subprocess.Popen:
+    """``cmd`` (the grade-on-submit service) run by hand as the instructor in ``course_dir``, in its own session."""
+    return subprocess.Popen(
+        ["runuser", "-u", instructor, "--", "env", f"PATH={Path(USER_PY['python']).parent}:/usr/bin:/bin", *cmd],
+        cwd=course_dir,
+        env={**os.environ, "HOME": pwd.getpwnam(instructor).pw_dir},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def user_python(root: Path) -> str:
@@ -272,15 +277,7 @@ def hub(tmp_path_factory):
             start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/hub/api/", timeout=5)
-                break
-            except OSError:
-                assert proc.poll() is None, (root / "jupyterhub.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the hub did not answer in 180 s"
-                time.sleep(1)
+        wait_until_answering(f"{url}/hub/api/", proc, root / "jupyterhub.log", 180, "JupyterHub")
         configs = {r: root / "hub" / "jupyter-config" / r for r in ("instructor", "student")}
         yield {
             "url": url,
@@ -466,17 +463,7 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub):
         "--no-canary",
     ]
 
-    def start():
-        return subprocess.Popen(
-            ["runuser", "-u", instructor, "--", "env", f"PATH={Path(USER_PY['python']).parent}:/usr/bin:/bin", *cmd],
-            cwd=c,
-            env={**os.environ, "HOME": pwd.getpwnam(instructor).pw_dir},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    first = start()
+    first = start_service(instructor, c, cmd)
     ledger = state / "autograde" / "ledger.jsonl"
     deadline = time.monotonic() + 900
     while not (ledger.exists() and ledger.read_text().strip()):  # one student merged, the other grading
@@ -488,7 +475,7 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub):
     killed_state = json.loads((state / "state.json").read_text())
     grading = [k for k, s in killed_state["submissions"].items() if s["status"] == "grading"]
     assert grading, "the kill should land while a submission is being graded"
-    second = start()
+    second = start_service(instructor, c, cmd)
     try:
         deadline = time.monotonic() + 900
         while True:
