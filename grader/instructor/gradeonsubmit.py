@@ -49,9 +49,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ..autograde import gradebook, options, run
-from ..autograde.sandbox import die_with_parent
 from ..autograde.submissions import Student, discover
-from ..autograde.worker import tool_env
+from ..autograde.worker import run_nbgrader
 from . import onsubmit_pages as pages
 
 log = logging.getLogger("gradeonsubmit")
@@ -114,21 +113,12 @@ class Service:
         return self.state["submissions"]
 
     def nbgrader(self, *args: str) -> subprocess.CompletedProcess:
+        """``nbgrader ARGS`` in the course, forked from the session's fork server (nbgrader imported once)."""
         where = [f"--CourseDirectory.root={self.course}", f"--CourseDirectory.course_id={self.course_id}"]
-        cmd = [sys.executable, "-m", "nbgrader", *args, *where, f"--Exchange.root={self.exchange}"]
         log.info("run: nbgrader %s", " ".join(args))
-        proc = subprocess.run(
-            cmd,
-            cwd=self.course,
-            env=tool_env(),
-            capture_output=True,
-            text=True,
-            preexec_fn=die_with_parent,
-            check=False,
-        )
+        proc = run_nbgrader(self.course, *args, *where, f"--Exchange.root={self.exchange}", timeout=600)
         if proc.returncode:
-            tail = proc.stdout[-2000:] + proc.stderr[-2000:]
-            log.error("nbgrader %s failed (%d):\n%s", args[0], proc.returncode, tail)
+            log.error("nbgrader %s failed (%d):\n%s", args[0], proc.returncode, proc.stdout[-3000:])
         return proc
 
     def inbound(self) -> dict[str, dict]:
