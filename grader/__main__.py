@@ -1,4 +1,4 @@
-"""Instructor commands: ``python -m grader release | demo | keys | autograde``."""
+"""Instructor commands: ``python -m grader release | demo | keys | autograde | gather``."""
 
 from __future__ import annotations
 
@@ -171,6 +171,11 @@ def main(argv=None) -> int:
     grade = sub.add_parser("autograde", help="grade a class: parallel, sandboxed, resumable (see grader/classgrade.py)")
     classgrade.add_arguments(grade)
     grade.set_defaults(func=classgrade.main)
+    from .autograde import gather  # the shards' results brought together (grader/autograde/gather.py)
+
+    together = sub.add_parser("gather", help="after the shards of a class: grades.csv, summary and feedback of all")
+    gather.add_arguments(together)
+    together.set_defaults(func=gather.main)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -23,6 +23,7 @@ feedback shows the hidden tests. This command drives nbgrader's own CLI and API,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -46,6 +47,7 @@ from pathlib import Path
 import nbformat
 
 from . import precheck, sandbox
+from .autograde import shards  # --shard auto, where a shard writes (scheduler arrays: grader/autograde/shards.py)
 from .course import tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9_.@+-]*$")
@@ -440,7 +442,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         opts.course / "autograded",
         opts.course / "feedback",
         opts.submissions,
-        opts.out,
+        shards.root_of(opts.out),  # --out; a shard's (OUT/shards/I-of-K) hides the whole class's OUT
     ]
     if real_db(opts).startswith("sqlite:///"):
         hidden.append(Path(real_db(opts)[len("sqlite:///") :]))
@@ -734,13 +736,13 @@ def run(opts: Options) -> dict:
             sandbox.probe()
         except sandbox.SandboxError as exc:
             raise GradingError(f"refusing to grade without a sandbox: {exc}") from None
+    opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
     opts.out.mkdir(parents=True, exist_ok=True)
-    work = opts.out / "work"
-    work.mkdir(exist_ok=True)
+    work = shards.work_dir(opts.out, opts.shard)  # with K > 1: one per host and process
     ledger = Ledger(opts.out / "ledger.jsonl")
     students = discover(opts, work)
-    if not students:
-        raise GradingError(f"{opts.submissions}: no submissions found")
+    if not students and (opts.shard[1] == 1 or not discover(dataclasses.replace(opts, shard=(1, 1)), work)):
+        raise GradingError(f"{opts.submissions}: no submissions found")  # (a shard of a class may have none)
     template = make_template(opts, work)
     opts.preload = preload(opts)
     checked = None
@@ -785,7 +787,8 @@ def run(opts: Options) -> dict:
                 outcome = Outcome(s.id, False, f"grading crashed: {type(exc).__name__}: {exc}")
                 s.report = s.report or precheck.Report(s.id, problems=list(s.problems))
             extra = collect(opts, work, s, secret) if outcome.graded else []
-            merge(opts, s, outcome, work)  # one student at a time, from this process only
+            with shards.student_lock(real_db(opts), s.id):  # a second run of this shard at once waits its turn
+                merge(opts, s, outcome, work)  # one student at a time, from this process only
             (opts.out / "logs").mkdir(exist_ok=True)
             (opts.out / "logs" / f"{s.id}.log").write_text(outcome.log)
             reasons = [r for r in [outcome.reason, *extra] if r]
@@ -818,6 +821,8 @@ def run(opts: Options) -> dict:
         raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
     summary = summarize(opts, students, ledger, len(todo), len(skipped), seconds, checked)
     shutil.rmtree(work / "template", ignore_errors=True)
+    if opts.shard[1] > 1:  # this run's own scratch folder
+        shutil.rmtree(work, ignore_errors=True)
     return summary
 
 
@@ -942,10 +947,13 @@ def main(args) -> int:
 
 
 def shard(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise ValueError(f"--shard takes I/K with 1 <= I <= K, not {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    """``I/K``, or ``auto``: the scheduler's array task (grader/autograde/shards.py)."""
+    import argparse
+
+    try:
+        return shards.parse(text)
+    except shards.ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(p) -> None:
@@ -966,8 +974,9 @@ def add_arguments(p) -> None:
         "--shard",
         type=shard,
         default=(1, 1),
-        metavar="I/K",
-        help="grade only shard I of K (machines sharing one PostgreSQL gradebook)",
+        metavar="I/K|auto",
+        help="grade only shard I of K (machines sharing one PostgreSQL gradebook; with K > 1 it writes in "
+        "OUT/shards/I-of-K/); auto: I and K from a Slurm array task or a Kubernetes Indexed Job",
     )
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default: %(default)s)")
     p.add_argument(

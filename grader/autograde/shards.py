@@ -1,0 +1,176 @@
+"""``--shard auto``: which shard of the class a scheduler's array task grades, and where a shard writes.
+
+A class is split into K shards by a hash of the student id (``discover``); shard I of K is given by hand
+(``--shard I/K``) or, with ``--shard auto``, read from the environment of the task a scheduler started:
+
+- **Slurm job array** (``sbatch --array=1-4``, ``--array=0-3``, ``--array=5-11:2``): ``SLURM_ARRAY_TASK_ID``,
+  ``SLURM_ARRAY_TASK_COUNT``, ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_STEP`` (1 when unset). Slurm
+  numbers tasks from the array's first index in steps of the step: task ``MIN + n*STEP`` is shard ``n+1`` of
+  ``COUNT``. An array with gaps (``--array=1,3,8``: MAX - MIN is not (COUNT - 1) * STEP) has no such
+  numbering and is refused.
+- **Kubernetes Indexed Job** (``completionMode: Indexed``): ``JOB_COMPLETION_INDEX`` (0 to completions - 1,
+  set by Kubernetes) is shard ``index+1`` of ``BACKPROP_NINJA_SHARDS``, which the manifest sets to the Job's
+  ``completions`` (Kubernetes does not put the completions count in a pod's environment).
+
+Tasks of one class share one ``--out`` (a shared filesystem) and one gradebook (``--db-url``, PostgreSQL).
+With K > 1 a task writes only below ``OUT/shards/I-of-K/`` (its ledger, logs, feedback, autograded notebooks,
+grades.csv and summary), and its scratch folder is ``OUT/shards/I-of-K/work/<host>-<pid>/``, so neither
+two shards nor two runs of the same shard (a task the scheduler retried while the first still ran) write
+the same file. ``python -m grader gather`` brings the shards together (``grader/autograde/gather.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import zlib
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+SHARDS_VARIABLE = "BACKPROP_NINJA_SHARDS"  # the Kubernetes manifest sets it to the Job's completions
+SHARDS_FOLDER = "shards"
+NAME = re.compile(r"^(\d+)-of-(\d+)$")
+
+
+class ShardError(ValueError):
+    """``--shard auto`` found no scheduler array in the environment, or one it cannot number."""
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except KeyError:
+        raise ShardError(f"--shard auto: {name} is not set") from None
+    except ValueError:
+        raise ShardError(f"--shard auto: {name}={env[name]!r} is not a number") from None
+
+
+def slurm(env: Mapping[str, str]) -> tuple[int, int]:
+    """Shard (I, K) of a Slurm array task; I counts from 1 at the array's first index."""
+    task, count, first = (_int(env, f"SLURM_ARRAY_TASK_{v}") for v in ("ID", "COUNT", "MIN"))
+    step = _int(env, "SLURM_ARRAY_TASK_STEP") if env.get("SLURM_ARRAY_TASK_STEP") else 1
+    array = f"(SLURM_ARRAY_TASK_ID={task}, MIN={first}, STEP={step}, COUNT={count})"
+    if count < 1 or step < 1:
+        raise ShardError(f"--shard auto: not a Slurm array Slurm would make {array}")
+    if env.get("SLURM_ARRAY_TASK_MAX") and _int(env, "SLURM_ARRAY_TASK_MAX") - first != (count - 1) * step:
+        raise ShardError(
+            f"--shard auto: the Slurm array has gaps ({count} tasks from {first} to "
+            f"{env['SLURM_ARRAY_TASK_MAX']} in steps of {step}), so its task ids do not number the shards: "
+            "submit a range (sbatch --array=1-4, or --array=0-15:4), or give --shard I/K"
+        )
+    n, off = divmod(task - first, step)
+    if off or not 0 <= n < count:
+        raise ShardError(f"--shard auto: task {task} is not in the Slurm array {array}")
+    return n + 1, count
+
+
+def kubernetes(env: Mapping[str, str]) -> tuple[int, int]:
+    """Shard (I, K) of a Kubernetes Indexed Job's pod; JOB_COMPLETION_INDEX counts from 0."""
+    index = _int(env, "JOB_COMPLETION_INDEX")
+    if not env.get(SHARDS_VARIABLE):
+        raise ShardError(
+            f"--shard auto: JOB_COMPLETION_INDEX={index} (a Kubernetes Indexed Job) but {SHARDS_VARIABLE} is not "
+            f"set: Kubernetes does not tell a pod the Job's completions, so the manifest must set {SHARDS_VARIABLE} "
+            "to the same number as spec.completions (docs/instructors.md)"
+        )
+    count = _int(env, SHARDS_VARIABLE)
+    if not 0 <= index < count:
+        raise ShardError(
+            f"--shard auto: JOB_COMPLETION_INDEX={index} is not below {SHARDS_VARIABLE}={count}: "
+            "set it to the Job's spec.completions"
+        )
+    return index + 1, count
+
+
+def from_environment(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Shard (I, K), 1 <= I <= K, of the scheduler task this process runs in; ShardError if none."""
+    env = os.environ if env is None else env
+    if "SLURM_ARRAY_TASK_ID" in env:
+        return slurm(env)
+    if "JOB_COMPLETION_INDEX" in env:
+        return kubernetes(env)
+    where = (
+        f"a Slurm job ({env['SLURM_JOB_ID']}) that is not an array (submit it with sbatch --array=1-K)"
+        if env.get("SLURM_JOB_ID")
+        else "no scheduler array task"
+    )
+    raise ShardError(
+        f"--shard auto: {where}: found neither SLURM_ARRAY_TASK_ID (a Slurm job array) nor "
+        f"JOB_COMPLETION_INDEX with {SHARDS_VARIABLE} (a Kubernetes Indexed Job); give --shard I/K instead"
+    )
+
+
+def parse(text: str) -> tuple[int, int]:
+    """``--shard``'s value: ``I/K`` or ``auto``."""
+    if text == "auto":
+        return from_environment()
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ShardError(f"--shard takes I/K with 1 <= I <= K, or auto, not {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def of(student: str, shards: int) -> int:
+    """The shard (1..K) a student belongs to: the same hash as ``discover``."""
+    return zlib.crc32(student.encode()) % shards + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a shard writes
+
+
+def name(shard: tuple[int, int]) -> str:
+    return f"{shard[0]}-of-{shard[1]}"
+
+
+def task_out(out: Path, shard: tuple[int, int]) -> Path:
+    """The folder a task writes into: ``out`` itself for one shard, else ``out/shards/I-of-K``."""
+    return out if shard[1] == 1 else out / SHARDS_FOLDER / name(shard)
+
+
+def root_of(out: Path) -> Path:
+    """The class's ``--out`` of a task folder (``task_out``'s inverse): hidden from the sandbox as a whole."""
+    return out.parent.parent if NAME.match(out.name) and out.parent.name == SHARDS_FOLDER else out
+
+
+def work_dir(out: Path, shard: tuple[int, int]) -> Path:
+    """The scratch folder of this run: ``out/work`` for one shard, else one per host and process."""
+    work = out / "work" if shard[1] == 1 else out / "work" / f"{socket.gethostname()}-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def folders(out: Path) -> list[Path]:
+    """The task folders below a class's ``--out`` (and ``out`` itself when a single run wrote there)."""
+    found = [p for p in sorted((out / SHARDS_FOLDER).glob("*-of-*")) if NAME.match(p.name) and p.is_dir()]
+    if (out / "ledger.jsonl").is_file():
+        found.append(out)
+    return found
+
+
+@contextmanager
+def student_lock(db_url: str, student: str):
+    """Two runs of one shard at once (a retried task whose first run still goes on) merge a student in turn.
+
+    A PostgreSQL advisory lock keyed by the student id, held while the student's submission is replaced;
+    SQLite needs none (one writer at a time, and one machine).
+    """
+    if not db_url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    key = 0x424E0000_00000000 | zlib.crc32(student.encode())  # "BN" + the id's hash: never the assignment lock
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
