@@ -3,6 +3,8 @@ Job's environment, each with its own index base, and where a shard writes. Pure 
 
 import argparse
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -54,6 +56,14 @@ def test_a_slurm_array_with_gaps_is_refused():
     # --array=1,3,8: Slurm sets COUNT=3, MIN=1, MAX=8, STEP=1 (as seen on slurm 22.05)
     with pytest.raises(shards.ShardError, match="has gaps"):
         shards.from_environment(slurm_env(8, 1, 8, 1, count=3))
+
+
+def test_one_shard_resubmitted_as_an_array_of_its_own_is_refused():
+    # sbatch --array=3 to redo shard 3 of 4: Slurm says COUNT=1, MIN=MAX=3 (it would be the whole class)
+    with pytest.raises(shards.ShardError, match="submitted again"):
+        shards.from_environment(slurm_env(3, 3, 3))
+    assert shards.from_environment(slurm_env(1, 1, 1)) == (1, 1)  # --array=1 (or 0): one shard, on purpose
+    assert shards.from_environment(slurm_env(0, 0, 0)) == (1, 1)
 
 
 def test_a_slurm_task_outside_its_array_is_refused():
@@ -120,3 +130,23 @@ def test_each_shard_writes_in_its_own_folder(tmp_path):
     (tmp_path / "out" / "shards" / "notes").mkdir()
     assert shards.folders(out) == [one, two]
     assert Path(out / "shards" / "notes") not in shards.folders(out)
+
+
+def test_a_run_removes_the_scratch_of_killed_runs_of_its_shard_never_a_live_ones(tmp_path):
+    code = (
+        "import sys, time; from pathlib import Path; from grader.autograde import shards\n"
+        "print(shards.work_dir(Path(sys.argv[1]), (2, 3)), flush=True); time.sleep(float(sys.argv[2]))\n"
+    )
+    live = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True)
+    dead = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True, check=True)
+    live_dir, dead_dir = Path(live.stdout.readline().strip()), Path(dead.stdout.strip())
+    try:
+        assert live_dir.is_dir() and dead_dir.is_dir() and live_dir != dead_dir
+        (tmp_path / "work" / "not-a-run").mkdir()
+        mine = shards.work_dir(tmp_path, (2, 3))
+        assert live_dir.is_dir()  # its run holds the lock
+        assert not dead_dir.exists()  # the process died: nobody holds its lock
+        assert (tmp_path / "work" / "not-a-run").is_dir() and mine.is_dir()
+    finally:
+        live.kill()
+        live.wait()

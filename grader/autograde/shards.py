@@ -7,7 +7,8 @@ A class is split into K shards by a hash of the student id (``discover``); shard
   ``SLURM_ARRAY_TASK_COUNT``, ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_STEP`` (1 when unset). Slurm
   numbers tasks from the array's first index in steps of the step: task ``MIN + n*STEP`` is shard ``n+1`` of
   ``COUNT``. An array with gaps (``--array=1,3,8``: MAX - MIN is not (COUNT - 1) * STEP) has no such
-  numbering and is refused.
+  numbering and is refused, and so is a one-task array of index > 1 (one shard resubmitted by itself,
+  ``--array=3``, which Slurm numbers as an array of one: it would grade the whole class).
 - **Kubernetes Indexed Job** (``completionMode: Indexed``): ``JOB_COMPLETION_INDEX`` (0 to completions - 1,
   set by Kubernetes) is shard ``index+1`` of ``BACKPROP_NINJA_SHARDS``, which the manifest sets to the Job's
   ``completions`` (Kubernetes does not put the completions count in a pod's environment).
@@ -21,9 +22,13 @@ the same file. ``python -m grader gather`` brings the shards together (``grader/
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import secrets
+import shutil
 import socket
+import tempfile
 import zlib
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -54,6 +59,12 @@ def slurm(env: Mapping[str, str]) -> tuple[int, int]:
     array = f"(SLURM_ARRAY_TASK_ID={task}, MIN={first}, STEP={step}, COUNT={count})"
     if count < 1 or step < 1:
         raise ShardError(f"--shard auto: not a Slurm array Slurm would make {array}")
+    if count == 1 and task > 1:  # sbatch --array=3: one task, so it would be shard 1 of 1, the whole class
+        raise ShardError(
+            f"--shard auto: an array of one task, index {task}: that looks like one shard submitted again "
+            "(sbatch --array=3), which Slurm numbers as an array of its own; to grade shard I of K again give "
+            "--shard I/K (grade.sbatch: SHARD=I/K), or requeue the task of the first array (scontrol requeue JOB_I)"
+        )
     if env.get("SLURM_ARRAY_TASK_MAX") and _int(env, "SLURM_ARRAY_TASK_MAX") - first != (count - 1) * step:
         raise ShardError(
             f"--shard auto: the Slurm array has gaps ({count} tasks from {first} to "
@@ -135,11 +146,50 @@ def root_of(out: Path) -> Path:
     return out.parent.parent if NAME.match(out.name) and out.parent.name == SHARDS_FOLDER else out
 
 
+_held: list[int] = []  # the locks of this process's scratch folders, held until it ends
+
+
 def work_dir(out: Path, shard: tuple[int, int]) -> Path:
-    """The scratch folder of this run: ``out/work`` for one shard, else one per host and process."""
-    work = out / "work" if shard[1] == 1 else out / "work" / f"{socket.gethostname()}-{os.getpid()}"
-    work.mkdir(parents=True, exist_ok=True)
+    """The scratch folder of this run: ``out/work`` for one shard, else one of its own, ``out/work/<host>-<pid>-<r>``.
+
+    Each run of a shard holds an flock on its folder's ``.lock`` while it lives (the kernel drops it when the
+    process dies, however it dies; NFS clients emulate it with POSIX locks). A run first removes the folders
+    whose lock nobody holds: the scratch of runs killed by the scheduler. Names are random as well as
+    ``host-pid``: a replacement pod has the same hostname and often the same pid as the pod it replaces.
+    """
+    if shard[1] == 1:
+        work = out / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+    base = out / "work"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in sorted(base.iterdir()):
+        if not old.name.startswith("."):
+            _remove_if_abandoned(old)
+    # made under a dot name, locked, then renamed: no other run ever sees it unlocked
+    new = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
+    fd = os.open(new / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held.append(fd)
+    work = base / f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    os.rename(new, work)
     return work
+
+
+def _remove_if_abandoned(folder: Path) -> None:
+    try:
+        fd = os.open(folder / ".lock", os.O_RDWR)
+    except OSError:  # not a run's folder
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # its run goes on
+        os.close(fd)
+        return
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 def folders(out: Path) -> list[Path]:
