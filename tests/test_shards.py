@@ -150,3 +150,10 @@ def test_a_run_removes_the_scratch_of_killed_runs_of_its_shard_never_a_live_ones
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.parametrize("name", ["grade.sbatch", "gather.sbatch", "grade-job.yaml"])
+def test_the_instructors_page_shows_the_scheduler_files_as_they_are(name):
+    repo = Path(__file__).resolve().parent.parent
+    page = (repo / "docs" / "instructors.md").read_text(encoding="utf-8")
+    assert (repo / "docs" / "scheduler" / name).read_text(encoding="utf-8") in page, f"docs/scheduler/{name}"

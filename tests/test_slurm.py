@@ -117,8 +117,9 @@ def slurm():
     if os.geteuid() != 0:
         unavailable("slurmd must run as root to start jobs, and this test runs as a user")
     root = Path(tempfile.mkdtemp(prefix="bn-slurm-"))  # short: munge's socket path has ~100 bytes
+    root.chmod(0o755)  # munged wants its socket's folders searchable by all; the key itself is 0600
     for sub in ("munge", "state", "spool", "log"):
-        (root / sub).mkdir(mode=0o700)
+        (root / sub).mkdir(mode=0o755)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
     conf = root / "slurm.conf"
     conf.write_text(CONF.format(root=root, ctld_port=free_port(), d_port=free_port(), memory=memory))
