@@ -302,3 +302,4 @@ def test_a_slurm_array_grades_the_class_once_even_when_a_task_is_requeued(tmp_pa
 
     summary = check_gathered(out, cells, list(IDS))
     assert sorted(summary["shards"]) == [f"{i}-of-{TASKS}" for i in range(1, TASKS + 1)]
+    assert summary["sandbox"], "a task under slurmd graded without the sandbox"
