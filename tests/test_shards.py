@@ -138,8 +138,9 @@ def test_a_run_removes_the_scratch_of_killed_runs_of_its_shard_never_a_live_ones
         "print(shards.work_dir(Path(sys.argv[1]), (2, 3)), flush=True); time.sleep(float(sys.argv[2]))\n"
     )
     live = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True)
+    live_dir = Path(live.stdout.readline().strip())  # it has its folder (and the lock) before the other starts
     dead = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True, check=True)
-    live_dir, dead_dir = Path(live.stdout.readline().strip()), Path(dead.stdout.strip())
+    dead_dir = Path(dead.stdout.strip())
     try:
         assert live_dir.is_dir() and dead_dir.is_dir() and live_dir != dead_dir
         (tmp_path / "work" / "not-a-run").mkdir()
