@@ -12,12 +12,11 @@ re-run on detached inputs and differentiated alone (``Reference.branches``).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import torch
 
-from . import checks, integrity
-from .checks import ATOL, Comparison, Context, batch_factors, compare
+from . import integrity
+from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
 from .ipython import expect_names
 from .model import check_case
 
@@ -77,15 +76,6 @@ def reference() -> Reference:
     return _reference
 
 
-@dataclass
-class Verdict:
-    name: str
-    ok: bool
-    vs_autograd: Comparison  # the lecture's comparison, with the true gradient
-    message: str  # the verdict column, or the hint when not ok
-    note: str = ""
-
-
 # What the student submitted for each gradient at its last check, and the mistakes it inherits.
 _submitted: dict[str, torch.Tensor] = {}
 _roots: dict[str, tuple[str, ...]] = {}
@@ -101,22 +91,11 @@ def _usable(value, like: torch.Tensor) -> torch.Tensor | None:
     return value if bool(torch.isfinite(value).all()) else None
 
 
-def _repeated_index_hint(Xb: torch.Tensor, rows: int):
-    """For the embedding table: are only the rows of repeated characters wrong?"""
-    counts = torch.bincount(Xb.flatten(), minlength=rows)
-
-    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
-        bad = ((a - b).abs() > max(ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
-        if bad.any() and bool((counts[bad] > 1).all()):
-            chars = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
-            return (
-                f"only the rows of characters that occur more than once in Xb are wrong (rows {chars}). "
-                f"An indexed `+=` such as dC[Xb] += ... applies each repeated index only once, so their "
-                f"gradients do not add up: accumulate one example at a time, or with index_add_."
-            )
-        return None
-
-    return diagnose
+def _repeated_rows(rows) -> str:
+    return (
+        f"(rows {', '.join(str(i) for i in rows)}). An indexed `+=` such as dC[Xb] += ... applies each repeated "
+        f"index only once, so their gradients do not add up: accumulate one example at a time, or with index_add_."
+    )
 
 
 def _alias_hint(dt, name: str, namespace: dict):
@@ -145,12 +124,10 @@ def _alias_hint(dt, name: str, namespace: dict):
 
 
 def _integrity_problem(name: str, dt, history) -> str | None:
-    if isinstance(dt, torch.Tensor) and (dt.requires_grad or dt.grad_fn is not None):
-        return f"d{name} was built with autograd switched on (it requires grad): derive it by hand."
-    return integrity.problem([f"d{name}"], history, barriers=[f"d{k}" for k in ORDER])
+    return built_with_autograd(name, dt) or integrity.problem([f"d{name}"], history, barriers=[f"d{k}" for k in ORDER])
 
 
-def check(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+def judge(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
     """Judge ``dt`` as the gradient of ``name``, error carried forward."""
     if name not in ORDER:
         raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
@@ -161,7 +138,7 @@ def check(name: str, dt, namespace: dict | None = None, history=None, record: bo
     problem = _integrity_problem(name, dt, history)
     if problem:
         _remember(name, dt, true, record, roots=(name,))
-        return Verdict(name, False, vs_autograd, problem)
+        return Verdict(False, vs_autograd, problem)
 
     # The local backward step, applied to the student's own upstream gradients where they have them.
     upstream, inherited = {}, set()
@@ -178,21 +155,19 @@ def check(name: str, dt, namespace: dict | None = None, history=None, record: bo
         factors=batch_factors(ref.n),
         branches=branches if len(branches) > 1 else {},
         diagnostics=(_alias_hint(dt, name, namespace or {}),)
-        + ((_repeated_index_hint(ref.Xb, true.shape[0]),) if name == "C" else ()),
+        + ((repeated_index_hint(ref.Xb, true.shape[0], _repeated_rows),) if name == "C" else ()),
     )
     vs_step = compare(dt, step, what, context)
     if vs_autograd.ok:
         _remember(name, dt, true, record, roots=())
-        return Verdict(name, True, vs_autograd, "ok", vs_autograd.note)
+        return Verdict(True, vs_autograd, "ok", vs_autograd.note)
     if vs_step.ok:
         roots = tuple(sorted(inherited))
         _remember(name, dt, true, record, roots=roots)
         sources = ", ".join(f"d{r}" for r in roots)
-        return Verdict(
-            name, True, vs_autograd, f"ok: this step is right; the difference comes from {sources}", vs_step.note
-        )
+        return Verdict(True, vs_autograd, f"ok: this step is right; the difference comes from {sources}", vs_step.note)
     _remember(name, dt, true, record, roots=(name,))
-    return Verdict(name, False, vs_autograd, f"d{name} is wrong: {vs_step.hint}")
+    return Verdict(False, vs_autograd, f"d{name} is wrong: {vs_step.hint}")
 
 
 def reset() -> None:
@@ -212,11 +187,6 @@ def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str,
     _roots[name] = roots
 
 
-def row(verdict: Verdict) -> str:
-    """The lecture's row, ``name | exact | approximate | maxdiff``, and the verdict."""
-    return checks.row(verdict.name, verdict.vs_autograd, verdict.message if verdict.ok else "FAIL", verdict.note)
-
-
 def _caller_globals() -> dict:
     return sys._getframe(2).f_globals
 
@@ -228,15 +198,12 @@ def cmp(s: str, dt, t=None) -> None:
     lecture's signature; the reference is autograd's gradient on the grader's private copy.
     Raises AssertionError, with a hint, when ``dt`` is wrong.
     """
-    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
-    print(row(verdict))
-    if not verdict.ok:
-        raise AssertionError(verdict.message)
+    report(s, judge(s, dt, _caller_globals(), integrity.kernel_history()))
 
 
 def verify(s: str, dt) -> None:
     """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success."""
-    verdict = check(s, dt, _caller_globals(), integrity.kernel_history())
+    verdict = judge(s, dt, _caller_globals(), integrity.kernel_history())
     if not verdict.ok:
         raise AssertionError(verdict.message)
 
@@ -250,9 +217,9 @@ def _print_rows(names, namespace: dict) -> int:
         if key not in namespace:
             print(f"{name:15s} | {key} is not defined yet (is its answer cell still the NotImplementedError() stub?)")
             continue
-        verdict = check(name, namespace[key], namespace, history)
+        verdict = judge(name, namespace[key], namespace, history)
         passed += verdict.ok
-        print(row(verdict).splitlines()[0] + ("" if verdict.ok else f": {verdict.message}"))
+        print(verdict.row(name).splitlines()[0] + ("" if verdict.ok else f": {verdict.message}"))
     return passed
 
 

@@ -12,13 +12,17 @@ The pass rule, in float32:
 
 ``exact`` (bit-for-bit equality) is reported as information only: it depends on the CPU's
 vector unit. When a check fails, ``Comparison.hint`` holds one specific hint where one applies.
+
+Every exercise's checker judges an answer into a ``Verdict`` and shows it with ``report`` (the
+lecture's row, then AssertionError with the hint); the hints that more than one exercise gives
+(``built_with_autograd``, ``repeated_index_hint``) are written here once.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -109,7 +113,8 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return 0.0 if den == 0 else (a - b).norm().item() / den
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The pass rule on values alone (no shapes, no context): within RTOL, or everywhere within ATOL."""
     return relative_error(a, b) <= RTOL or (a.double() - b.double()).abs().max().item() <= ATOL
 
 
@@ -160,7 +165,7 @@ def _where(diff: torch.Tensor) -> tuple[int, ...]:
 def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) -> str:
     """The hint for a gradient of the right shape with the wrong values (``b`` is expected)."""
     a64, b64 = a.double(), b.double()
-    if a.dim() == 2 and a.shape[0] == a.shape[1] and _close(a.T, b):
+    if a.dim() == 2 and a.shape[0] == a.shape[1] and close(a.T, b):
         return "it is transposed. Check the order of the factors of the matrix product."
     if not a64.any():
         return "it is all zeros: nothing was written into it."
@@ -185,7 +190,7 @@ def value_hint(a: torch.Tensor, b: torch.Tensor, what: str, context: Context) ->
         for subset in itertools.combinations(names, r):
             partial = sum(context.branches[s].double() for s in subset)
             missing = [s for s in names if s not in subset]
-            if _close(a64, partial.reshape(a.shape)):
+            if close(a64, partial.reshape(a.shape)):
                 have = ", ".join(f"`{s}`" for s in subset)
                 lost = ", ".join(f"`{s}`" for s in missing)
                 return (
@@ -322,3 +327,54 @@ def row(name: str, comparison: Comparison, status: str, note: str = "") -> str:
     exact = "n/a" if c.exact is None else str(c.exact)
     line = f"{name:15s} | exact: {exact:5s} | approximate: {str(c.approximate):5s} | maxdiff: {maxdiff:7s} | {status}"
     return line + (f"\n{'':15s}   note: {note}" if note else "")
+
+
+@dataclass
+class Verdict:
+    """The judgement of one answer, in every exercise: the lecture's comparison with autograd's gradient.
+
+    ``message`` is the verdict column when ``ok`` ("ok", or "ok: ..." under error carried forward),
+    else what is wrong; ``note`` is shown below a passing row.
+    """
+
+    ok: bool
+    comparison: Comparison
+    message: str
+    note: str = ""
+
+    def row(self, name: str) -> str:
+        return row(name, self.comparison, self.message if self.ok else "FAIL", self.note)
+
+
+def report(name: str, verdict: Verdict) -> None:
+    """Print the lecture's row for ``verdict``, then raise AssertionError with its hint when it is wrong."""
+    print(verdict.row(name))
+    if not verdict.ok:
+        raise AssertionError(verdict.message)
+
+
+def built_with_autograd(name: str, answer) -> str | None:
+    """The problem with ``d{name}`` when it is still attached to an autograd graph, else None."""
+    if isinstance(answer, torch.Tensor) and (answer.requires_grad or answer.grad_fn is not None):
+        return f"d{name} was built with autograd switched on (it requires grad): derive it by hand."
+    return None
+
+
+def repeated_index_hint(Xb: torch.Tensor, rows: int, explain: Callable[[Sequence[int]], str]):
+    """A diagnostic for an embedding table's gradient: are only the rows of repeated characters wrong?
+
+    ``explain(wrong_rows)`` finishes the hint: each exercise says in its own words what to do instead.
+    """
+    counts = torch.bincount(Xb.flatten(), minlength=rows)
+
+    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
+        if a.shape != b.shape or a.dim() != 2 or a.shape[0] != counts.shape[0]:
+            return None
+        bad = ((a - b).abs() > max(ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
+        if bad.any() and bool((counts[bad] > 1).all()):
+            return "only the rows of characters that occur more than once in Xb are wrong " + explain(
+                bad.nonzero().flatten().tolist()
+            )
+        return None
+
+    return diagnose

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from .paths import NAMES_ENV_VAR as ENV_VAR
+
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 NAMES_COUNT = 32033
-ENV_VAR = "BACKPROP_NINJA_NAMES"
 BLOCK_SIZE = 3  # context length: how many characters do we take to predict the next one?
 SPLIT_SEED = 42
 

@@ -10,84 +10,30 @@ Exercise 2's ``cross_entropy_backward(logits, Y) -> dlogits`` and Exercise 3's
 
 Every network is a real forward pass (``grader.model``), and every reference is autograd's
 gradient on it. The grader calls the function as a training step would: under ``torch.no_grad()``,
-on fresh copies of tensors that no backward pass ever touched. Nothing here knows the answer:
+on fresh copies of tensors that no backward pass ever touched (``grader.functions``, which Exercise 4
+shares). Nothing here knows the answer:
 the hints come from comparing the answer with autograd, from the gradients autograd finds along
 separate paths of the forward pass (``Case.path_gradient``), and from the case's shapes and targets.
 """
 
 from __future__ import annotations
 
-import dis
 import functools
-import types
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from . import checks, integrity
-from .checks import Comparison, Context, batch_factors, compare
-from .model import Case, check_case, random_case
+from . import checks
+from .checks import Context, Verdict, compare, report
+from .functions import Exercise, Network, call, code_problem, describe_sizes, factors, failed_call, judge_answer
+from .model import Case, check_case
 
-CHECK_BATCH = 32  # the check network's batch size, as the notebooks' global n and batch_size
 EXP_LIMIT = 88.72  # exp(x) is inf in float32 above this
-
-
-@dataclass(frozen=True)
-class Exercise:
-    name: str  # the tensor whose gradient the function returns
-    function: str  # the function the student writes
-    inputs: tuple[str, ...]  # its arguments: tensors of the case ("d" + name: that tensor's gradient)
-
-    @property
-    def call(self) -> str:
-        return f"{self.function}({', '.join(self.inputs)})"
-
 
 EXERCISES = {
     "logits": Exercise("logits", "cross_entropy_backward", ("logits", "Yb")),
     "hprebn": Exercise("hprebn", "batchnorm_backward", ("dhpreact", "bnraw", "bngain", "bnvar_inv")),
 }
-
-
-@dataclass(frozen=True)
-class Network:
-    """A fresh network and batch (``grader.model.random_case``), by what makes it new."""
-
-    seed: int
-    batch_size: int = 32
-    vocab_size: int = 27
-    n_hidden: int = 64
-    n_embd: int = 10
-    block_size: int = 3
-    max_logit: float | None = None
-    dtype: torch.dtype = torch.float32
-
-    def case(self) -> Case:
-        return random_case(
-            self.seed,
-            self.batch_size,
-            self.n_embd,
-            self.n_hidden,
-            self.vocab_size,
-            self.block_size,
-            max_logit=self.max_logit,
-            dtype=self.dtype,
-        )
-
-    def describe(self) -> str:
-        extra = [f"|logits| up to {self.max_logit:g}"] if self.max_logit else []
-        extra += ["float64"] if self.dtype == torch.float64 else []
-        return ", ".join(
-            [
-                f"batch {self.batch_size}",
-                f"vocab {self.vocab_size}",
-                f"{self.n_hidden} hidden units",
-                f"seed {self.seed}",
-                *extra,
-            ]
-        )
-
 
 CHECK_NETWORK = "the check network"
 
@@ -164,32 +110,6 @@ def terms(name: str, case: Case) -> dict[str, torch.Tensor]:
         "the mean term (the path through bnmeani: every example moves its column's mean)": case.grads["hprebn"]
         - no_mean,
     }
-
-
-def factors(case: Case) -> tuple[dict[str, float], dict[str, str]]:
-    """Named factors for a batch of ``case.n``, and what they mean, including the global-n mistake."""
-    n = case.n
-    named = batch_factors(n)
-    meanings = {
-        "(n-1)/n": "it divides by n where the forward pass divides by n-1: that is the biased variance, "
-        "and the forward pass uses Bessel's correction, the unbiased one"
-    }
-    if n != CHECK_BATCH:
-        uses_32 = (
-            f"the function uses {CHECK_BATCH}, the check network's batch size, where this batch has "
-            f"{n} examples: does it read the notebook's global n or batch_size (or a hard-coded "
-            f"{CHECK_BATCH}) instead of its inputs' shapes? That is right on the check network and wrong "
-            f"on every other batch"
-        )
-        global_n = {
-            f"n/{CHECK_BATCH}": n / CHECK_BATCH,
-            f"{CHECK_BATCH}/n": CHECK_BATCH / n,
-            f"(n-1)/{CHECK_BATCH - 1}": (n - 1) / (CHECK_BATCH - 1),
-            f"{CHECK_BATCH - 1}/(n-1)": (CHECK_BATCH - 1) / (n - 1),
-        }
-        named = {**global_n, **named}
-        meanings.update(dict.fromkeys(global_n, uses_32))
-    return named, meanings
 
 
 def _one_hot_place(name: str, case: Case):
@@ -277,115 +197,12 @@ def context(name: str, case: Case, large: bool = False) -> Context:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calling the student's function
+# Judging the student's function
 
 
-def _inputs(exercise: Exercise, case: Case) -> list[torch.Tensor]:
-    """Fresh copies of the function's arguments: the function may change them in place."""
-    out = []
-    for name in exercise.inputs:
-        if name.startswith("d") and name[1:] in case.grads:
-            out.append(case.grads[name[1:]].detach().clone())
-        else:
-            out.append(case.tensors(name)[0].detach().clone())
-    return out
-
-
-def global_reads(fn) -> dict[str, object]:
-    """The notebook variables (numbers and tensors) that ``fn``'s code reads as globals, with their values."""
-    code = getattr(fn, "__code__", None)
-    namespace = getattr(fn, "__globals__", {})
-    found: dict[str, object] = {}
-    stack = [code] if isinstance(code, types.CodeType) else []
-    while stack:
-        c = stack.pop()
-        for ins in dis.get_instructions(c):
-            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(ins.argval, str):
-                value = namespace.get(ins.argval)
-                if isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool):
-                    found[ins.argval] = value
-        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
-    return found
-
-
-# The sizes of the notebooks' networks, which a function that works on any network must not contain.
-NOTEBOOK_SIZES = {
-    32: "the check network's batch size",
-    27: "the vocabulary size",
-    64: "the check network's hidden size",
-    200: "the training network's hidden size",
-}
-
-
-def constants(fn) -> dict[int, str]:
-    """The notebooks' sizes (``NOTEBOOK_SIZES``) that appear as numbers in ``fn``'s code."""
-    code = getattr(fn, "__code__", None)
-    found: dict[int, str] = {}
-    stack = [code] if isinstance(code, types.CodeType) else []
-    while stack:
-        c = stack.pop()
-        for k in c.co_consts:
-            if isinstance(k, types.CodeType):
-                stack.append(k)
-            elif isinstance(k, int) and not isinstance(k, bool) and k in NOTEBOOK_SIZES:
-                found[k] = NOTEBOOK_SIZES[k]
-    return found
-
-
-def _describe_sizes(fn) -> str:
-    """Why ``fn`` may work on the check network only: the notebook's globals or sizes in its code."""
-    name = getattr(fn, "__name__", "the function")
-    out = ""
-    found = global_reads(fn)
-    if found:
-        shown = ", ".join(
-            f"`{k}` (= {v})"
-            if not isinstance(v, torch.Tensor)
-            else f"`{k}` (a tensor of shape {checks.fmt_shape(v.shape)})"
-            for k, v in found.items()
-        )
-        out += f" Note: {name} reads the notebook's global {shown}."
-    numbers = constants(fn)
-    if numbers:
-        out += f" Note: {name} has the number " + ", ".join(f"{k} ({v})" for k, v in numbers.items()) + " in it."
-    if out:
-        out += (
-            " A function must work on any network and batch: take everything from its arguments "
-            "(the batch size is their .shape[0])."
-        )
-    return out
-
-
-def _raised(exercise: Exercise, exc: Exception, where: str) -> str:
-    text = f"{exercise.call} raised {type(exc).__name__}: {exc}".rstrip(": ")
-    if isinstance(exc, NotImplementedError):
-        return (
-            f"{exercise.function} still raises NotImplementedError() (the stub): replace the stub in its answer "
-            f"cell with your code and run that cell."
-        )
-    message = str(exc)
-    if isinstance(exc, RuntimeError) and (
-        "does not require grad" in message or "grad_fn" in message or "backward" in message
-    ):
-        return (
-            f"{text} {where}. The grader calls it as a training step would: under torch.no_grad(), on "
-            f"tensors that never saw backward(). A backward pass by hand needs neither autograd nor .grad: "
-            f"derive the gradient and compute it from the inputs."
-        )
-    return f"{text} {where}."
-
-
-@dataclass
-class Verdict:
-    ok: bool
-    comparison: Comparison
-    message: str  # "ok", or what is wrong
-    note: str = ""
-
-
-def _problem(exercise: Exercise, history) -> str | None:
+def _problem(exercise: Exercise) -> str | None:
     """Why the notebook's code cannot be graded, if it cannot: the function or its answer used autograd."""
-    return integrity.problem([exercise.function, f"d{exercise.name}"], history)
+    return code_problem([exercise.function, f"d{exercise.name}"])
 
 
 def judge(exercise: Exercise, fn, case: Case, where: str, large: bool = False, problem: str | None = None) -> Verdict:
@@ -394,37 +211,29 @@ def judge(exercise: Exercise, fn, case: Case, where: str, large: bool = False, p
     ``where`` says which network it is (for the message), ``large`` that its logits are large,
     ``problem`` what the integrity check found in the notebook's code.
     """
-    args = _inputs(exercise, case)
-    try:
-        with torch.no_grad():
-            result = fn(*args)
-    except Exception as exc:  # a student's bug is a verdict, never a crash of the grader
-        message = _raised(exercise, exc, where) + (_describe_sizes(fn) if case is not check_network() else "")
-        return Verdict(False, Comparison(False), message + (f" Also: {problem}" if problem else ""))
+    result, error = call(exercise, fn, case, where, home=check_network)
+    if error is not None:
+        return failed_call(error, problem)
     return _verdict(exercise, result, case, where, large, problem, fn)
 
 
 def _verdict(exercise: Exercise, result, case: Case, where: str, large: bool, problem: str | None, fn=None) -> Verdict:
     want = expected(exercise.name, case)
     comparison = compare(result, want, f"`{exercise.name}`", context(exercise.name, case, large))
-    if isinstance(result, torch.Tensor) and (result.requires_grad or result.grad_fn is not None):
-        problem = f"d{exercise.name} was built with autograd switched on (it requires grad): derive it by hand."
-    if not comparison.ok:
-        message = f"d{exercise.name} is wrong {where}: {comparison.hint}"
+
+    def more() -> str:
+        out = ""
         check_shape = tuple(check_network().grads[exercise.name].shape)
         if isinstance(result, torch.Tensor) and tuple(result.shape) == check_shape != tuple(want.shape):
-            message += (
+            out += (
                 f" It has the check network's shape {checks.fmt_shape(check_shape)}: does the function use the "
                 f"notebook's sizes instead of its inputs' shapes?"
             )
         if fn is not None and case is not check_network():
-            message += _describe_sizes(fn)
-        if problem:
-            message += f" Also: {problem}"
-        return Verdict(False, comparison, message)
-    if problem:
-        return Verdict(False, comparison, problem)
-    return Verdict(True, comparison, "ok", comparison.note)
+            out += describe_sizes(fn)
+        return out
+
+    return judge_answer(exercise.name, result, comparison, where, problem, more)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,10 +246,6 @@ def _exercise(name: str) -> Exercise:
     return EXERCISES[name]
 
 
-def _history():
-    return integrity.kernel_history()
-
-
 def cmp(s: str, dt, t=None) -> None:
     """The lecture's check: print ``s | exact | approximate | maxdiff`` and a verdict for ``dt``.
 
@@ -449,10 +254,7 @@ def cmp(s: str, dt, t=None) -> None:
     Raises AssertionError, with a hint, when ``dt`` is wrong.
     """
     exercise = _exercise(s)
-    verdict = _verdict(exercise, dt, check_network(), "on the check network", False, _problem(exercise, _history()))
-    print(checks.row(s, verdict.comparison, verdict.message if verdict.ok else "FAIL", verdict.note))
-    if not verdict.ok:
-        raise AssertionError(verdict.message)
+    report(s, _verdict(exercise, dt, check_network(), "on the check network", False, _problem(exercise)))
 
 
 def check(s: str, fn, **network) -> None:
@@ -460,17 +262,8 @@ def check(s: str, fn, **network) -> None:
     exercise = _exercise(s)
     net = Network(**network)
     print(f"a new network: {net.describe()}")
-    verdict = judge(
-        exercise,
-        fn,
-        net.case(),
-        f"on a new network ({net.describe()})",
-        bool(net.max_logit),
-        _problem(exercise, _history()),
-    )
-    print(checks.row(s, verdict.comparison, verdict.message if verdict.ok else "FAIL", verdict.note))
-    if not verdict.ok:
-        raise AssertionError(verdict.message)
+    where = f"on a new network ({net.describe()})"
+    report(s, judge(exercise, fn, net.case(), where, bool(net.max_logit), _problem(exercise)))
 
 
 def verify(s: str, fn, suite: str) -> None:
@@ -480,7 +273,7 @@ def verify(s: str, fn, suite: str) -> None:
     but wrong on a new one, the message says so.
     """
     exercise = _exercise(s)
-    problem = _problem(exercise, _history())
+    problem = _problem(exercise)
     for net in SUITES[s][suite]:
         if net is None:
             verdict = judge(exercise, fn, check_network(), "on the check network", problem=problem)

@@ -1,6 +1,14 @@
-"""Notebook niceties that need the IPython kernel: a hint for answers that are not there yet."""
+"""Notebook niceties that depend on the IPython kernel: a hint for answers that are not there yet, a progress bar.
+
+``progress`` never writes to stderr: nbgrader scores a test cell 0 for any stderr output.
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+
+from .mode import PROGRESS_ENV, grading_mode
 
 _EXPECTED: dict[str, str] = {}  # name -> where the student defines it
 
@@ -40,3 +48,41 @@ def install() -> None:
     shell = get_ipython()
     if shell is not None and NameError not in shell.custom_exceptions:
         shell.set_custom_exc((NameError,), _handler)
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def progress(steps):
+    """tqdm over ``steps``, never on stderr (tqdm's default: nbgrader scores a test cell 0 for any stderr).
+
+    In a notebook, JupyterLab's progress widget; in grading mode, outside a kernel, or when
+    ``BACKPROP_NINJA_PROGRESS=text`` (the answer keys: a stored widget shows nothing), a text bar on
+    stdout that refreshes every few seconds. Set the running loss with ``bar.set_postfix(loss=...)``.
+    """
+    from tqdm import std
+
+    if _in_kernel() and not grading_mode() and os.environ.get(PROGRESS_ENV) != "text":
+        try:
+            from tqdm import notebook
+
+            class Widget(notebook.tqdm):
+                monitor_interval = 0  # no monitor thread: nothing that could warn on stderr
+
+            return Widget(steps, mininterval=0.5)
+        except ImportError:  # no ipywidgets: fall back to text
+            pass
+
+    class Text(std.tqdm):
+        monitor_interval = 0
+
+        def set_postfix(self, ordered_dict=None, refresh=False, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)  # shown at the next refresh, not a new line
+
+    return Text(steps, file=sys.stdout, mininterval=2.0, ascii=True, ncols=100)

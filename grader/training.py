@@ -4,38 +4,40 @@ The student writes ``manual_backward(logits, Yb, h, W2, bnraw, bngain, bnvar_inv
 which returns the gradients of the seven parameters ``C, W1, b1, W2, b2, bngain, bnbias``, and the
 notebook trains the lecture's MLP with it. This module holds:
 
-* the run's settings and **grading mode**: while nbgrader grades (``nbgrader autograde`` and
-  ``nbgrader validate`` set ``NBGRADER_EXECUTION``), in CI (``CI``) or when ``BACKPROP_NINJA_GRADING``
-  is set (the test suite sets it), the notebook trains for ``GRADING_STEPS`` instead of 200,000 steps;
-* a progress bar that never writes to stderr (nbgrader scores a test cell 0 for any stderr output);
+* the run's settings and its limits in **grading mode** (``grader.mode``: while nbgrader grades, in CI,
+  or when ``BACKPROP_NINJA_GRADING`` is set) the notebook trains for ``GRADING_STEPS`` instead of 200,000
+  steps; ``grading_mode`` and ``grading_reason`` are re-exported from ``grader.mode`` for the notebook;
+* ``progress``, the training loop's progress bar (``grader.ipython``: never on stderr);
 * the backward checker: the student's function called under ``torch.no_grad()`` on fresh copies of
-  tensors from real forward passes (``grader.model``) and each gradient compared with autograd's
-  (``grader.checks.compare``, shapes exactly the parameters');
+  tensors from real forward passes (``grader.functions``, shared with Exercises 2 and 3) and each
+  gradient compared with autograd's (``grader.checks.compare``, shapes exactly the parameters');
 * the judge of the trained model: the grader recomputes the train and val losses from the
   parameters (BatchNorm calibrated over the training set by the grader itself) and compares them
   with the limits of the mode: the lecture's quality for a full run, a calibrated limit in grading mode.
 
-``python -m grader.training calibrate`` measures the grading-mode limits (see ``GRADING_LIMITS``).
-Nothing here knows a gradient formula: every reference gradient, and the calibration runs, use autograd.
+``python -m grader.calibration calibrate`` measures the grading-mode limits (see
+``GRADING_LIMITS``). Nothing here knows a gradient formula: every reference gradient, and the calibration
+runs, use autograd. It is long because it is one exercise's whole checker (about 400 lines), two judges that share the
+run's settings; what it shares with the other exercises lives in ``grader.functions`` and ``grader.checks``.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
-import os
-import sys
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from . import checks, fused, integrity
-from .checks import Comparison, Context, compare
+from . import checks
+from .checks import Context, Verdict, compare, report
 from .data import load_dataset
-from .fused import Exercise, Network, Verdict  # one verdict type for every exercise's hidden tests
+from .functions import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
+from .functions import call as call_function
+from .ipython import progress  # noqa: F401 (the notebook calls grader.training.progress)
+from .mode import GRADING_ENV, PROGRESS_ENV, grading_mode, grading_reason  # noqa: F401 (grader.training's API)
 from .model import CHECK_SEED, PARAM_NAMES, Case, forward_case, init_params, sample_batch
 
 # ---------------------------------------------------------------------------------------------
@@ -51,12 +53,10 @@ DECAY_STEP = 100_000
 # Grading mode trains this many steps (all at lr 0.1): 2 to 3 s on the course machine, so the whole
 # notebook executes in about 15 s while nbgrader grades it (nbgrader validate: 14.2 s, its start included).
 GRADING_STEPS = 5_000
-GRADING_ENV = "BACKPROP_NINJA_GRADING"
-PROGRESS_ENV = "BACKPROP_NINJA_PROGRESS"
 
 # A full run must reach the lecture's quality (the lecture prints about 2.07 train / 2.11 val).
 FULL_LIMITS = {"train": 2.09, "val": 2.13}
-# Grading mode: the limits for GRADING_STEPS steps, measured with `python -m grader.training calibrate`
+# Grading mode: the limits for GRADING_STEPS steps, measured with `python -m grader.calibration calibrate`
 # (autograd's gradients, which a correct manual backward matches to float32 rounding), 8 seeds, the
 # notebook's seed 2147483647 first, on the course machine (2-core AMD EPYC, shared), 2026-11-28:
 #   train: 2.3036 at the notebook's seed; 2.2952 .. 2.3176 over the 8 seeds (spread 0.0224)
@@ -65,34 +65,6 @@ FULL_LIMITS = {"train": 2.09, "val": 2.13}
 # whatever float rounding does to its trajectory (0.045 above the notebook's seed); an untrained
 # network (3.3), a diverged one, or one trained with a wrong gradient that matters, fails.
 GRADING_LIMITS = {"train": 2.35, "val": 2.35}
-
-_FALSE = {"", "0", "false", "no", "off"}
-
-
-def _on(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in _FALSE
-
-
-def grading_reason(environ=None) -> str | None:
-    """Why this run is in grading mode (the environment variable that says so), or None.
-
-    ``NBGRADER_EXECUTION`` (set by ``nbgrader autograde`` and ``nbgrader validate``) always means
-    grading; otherwise ``BACKPROP_NINJA_GRADING`` decides when it is set (``0``/``false`` switches
-    grading mode off), and ``CI`` when it is not.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("NBGRADER_EXECUTION"):
-        return f"NBGRADER_EXECUTION={env['NBGRADER_EXECUTION']}"
-    if GRADING_ENV in env:
-        return f"{GRADING_ENV}={env[GRADING_ENV]}" if _on(env[GRADING_ENV]) else None
-    if _on(env.get("CI")):
-        return f"CI={env['CI']}"
-    return None
-
-
-def grading_mode(environ=None) -> bool:
-    """True while nbgrader grades the notebook, in CI, or when BACKPROP_NINJA_GRADING is set."""
-    return grading_reason(environ) is not None
 
 
 def limits(environ=None) -> dict[str, float]:
@@ -113,61 +85,27 @@ def describe_mode(max_steps: int, environ=None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The progress bar
-
-
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
-def progress(steps):
-    """tqdm over ``steps``, never on stderr (tqdm's default: nbgrader scores a test cell 0 for any stderr).
-
-    In a notebook, JupyterLab's progress widget; in grading mode, outside a kernel, or when
-    ``BACKPROP_NINJA_PROGRESS=text`` (the answer keys: a stored widget shows nothing), a text bar on
-    stdout that refreshes every few seconds. Set the running loss with ``bar.set_postfix(loss=...)``.
-    """
-    from tqdm import std
-
-    if _in_kernel() and not grading_mode() and os.environ.get(PROGRESS_ENV) != "text":
-        try:
-            from tqdm import notebook
-
-            class Widget(notebook.tqdm):
-                monitor_interval = 0  # no monitor thread: nothing that could warn on stderr
-
-            return Widget(steps, mininterval=0.5)
-        except ImportError:  # no ipywidgets: fall back to text
-            pass
-
-    class Text(std.tqdm):
-        monitor_interval = 0
-
-        def set_postfix(self, ordered_dict=None, refresh=False, **kwargs):
-            super().set_postfix(ordered_dict, refresh=False, **kwargs)  # shown at the next refresh, not a new line
-
-    return Text(steps, file=sys.stdout, mininterval=2.0, ascii=True, ncols=100)
-
-
-# ---------------------------------------------------------------------------------------------
 # The network and its first batch
+
+
+def initialize(seed: int = SEED, dataset=None) -> tuple[dict[str, torch.Tensor], torch.Generator]:
+    """The training network's parameters drawn from a generator seeded with ``seed``, and that generator.
+
+    The notebook draws the initialization and then every minibatch from that one generator.
+    """
+    ds = dataset if dataset is not None else private_dataset()
+    g = torch.Generator().manual_seed(seed)
+    return init_params(ds.vocab_size, ds.block_size, N_EMBD, N_HIDDEN, generator=g), g
 
 
 def initial_parameters(dataset=None) -> list[torch.Tensor]:
     """The training network at its initialization: [C, W1, b1, W2, b2, bngain, bnbias], from seed SEED."""
-    ds = dataset if dataset is not None else _dataset()
-    g = torch.Generator().manual_seed(SEED)
-    p = init_params(ds.vocab_size, ds.block_size, N_EMBD, N_HIDDEN, generator=g)
+    p, _ = initialize(SEED, dataset)
     return [p[k] for k in PARAM_NAMES]
 
 
 @functools.cache
-def _dataset():
+def private_dataset():
     """The grader's private copy of the data set and its split."""
     return load_dataset()
 
@@ -178,9 +116,8 @@ def first_batch() -> Case:
 
     The notebook draws both from one generator seeded with SEED, in this order; so does this.
     """
-    ds = _dataset()
-    g = torch.Generator().manual_seed(SEED)
-    p = init_params(ds.vocab_size, ds.block_size, N_EMBD, N_HIDDEN, generator=g)
+    ds = private_dataset()
+    p, g = initialize(SEED, ds)
     Xb, Yb = sample_batch(ds.Xtr, ds.Ytr, BATCH_SIZE, generator=g)
     return forward_case(p, Xb, Yb)
 
@@ -214,12 +151,8 @@ def _case(net: Network) -> Case:
     return net.case()
 
 
-def _history():
-    return integrity.kernel_history()
-
-
-def _problem(history) -> str | None:
-    return integrity.problem([FUNCTION], history)
+def _problem() -> str | None:
+    return code_problem([FUNCTION])
 
 
 def _describe(value) -> str:
@@ -230,15 +163,11 @@ def _describe(value) -> str:
     return checks.describe_type(value).removeprefix("it is ")
 
 
-def call(fn, case: Case, where: str) -> tuple[dict | None, str]:
+def gradients(fn, case: Case, where: str) -> tuple[dict | None, str]:
     """``fn`` on fresh copies of ``case``'s tensors, under no_grad: its gradients by parameter, or what went wrong."""
-    args = fused._inputs(EXERCISE, case)
-    try:
-        with torch.no_grad():
-            out = fn(*args)
-    except Exception as exc:  # a student's bug is a verdict, never a crash of the grader
-        sizes = fused._describe_sizes(fn) if case is not first_batch() else ""
-        return None, fused._raised(EXERCISE, exc, where) + sizes
+    out, error = call_function(EXERCISE, fn, case, where, home=first_batch)
+    if error is not None:
+        return None, error
     if not isinstance(out, (tuple, list)) or len(out) != len(PARAM_NAMES):
         return None, (
             f"{FUNCTION} must return the seven gradients {RETURNS}, in that order (a tuple); "
@@ -247,40 +176,28 @@ def call(fn, case: Case, where: str) -> tuple[dict | None, str]:
     return dict(zip(PARAM_NAMES, out, strict=True)), ""
 
 
-def _repeated_index_hint(case: Case):
-    """For dC: are only the rows of characters that occur more than once in Xb wrong?"""
-    counts = torch.bincount(case.Xb.flatten(), minlength=case.values["C"].shape[0])
-
-    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
-        if a.shape != b.shape or a.dim() != 2 or a.shape[0] != counts.shape[0]:
-            return None
-        bad = ((a - b).abs() > max(checks.ATOL, 1e-4 * b.abs().max().item())).any(dim=1)
-        if bad.any() and bool((counts[bad] > 1).all()):
-            return (
-                f"only the rows of characters that occur more than once in Xb are wrong ({int(bad.sum())} rows). "
-                f"An indexed `+=` such as dC[Xb] += demb applies each repeated index once (the last write "
-                f"wins), so the gradients of a repeated character do not add up: use index_add_."
-            )
-        return None
-
-    return diagnose
+def _repeated_rows(rows: Sequence[int]) -> str:
+    return (
+        f"({len(rows)} rows). An indexed `+=` such as dC[Xb] += demb applies each repeated index once (the last "
+        f"write wins), so the gradients of a repeated character do not add up: use index_add_."
+    )
 
 
 def context(name: str, case: Case) -> Context:
-    named, meanings = fused.factors(case)
-    diagnostics = (_repeated_index_hint(case),) if name == "C" else ()
+    named, meanings = factors(case)
+    rows = case.values["C"].shape[0]
+    diagnostics = (checks.repeated_index_hint(case.Xb, rows, _repeated_rows),) if name == "C" else ()
     return Context(factors=named, meanings=meanings, diagnostics=diagnostics)
 
 
 def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None, fn=None) -> Verdict:
     result, want = grads[name], case.grads[name]
     comparison = compare(result, want, f"`{name}`", context(name, case), strict_shape=True)
-    if isinstance(result, torch.Tensor) and (result.requires_grad or result.grad_fn is not None):
-        problem = f"d{name} was built with autograd switched on (it requires grad): derive it by hand."
-    if not comparison.ok:
-        message = f"d{name} is wrong {where}: {comparison.hint}"
+
+    def more() -> str:
+        out = ""
         if isinstance(result, torch.Tensor) and tuple(result.shape) != tuple(want.shape):
-            message += (
+            out += (
                 f" A parameter's gradient has exactly its parameter's shape: the training loop updates "
                 f"{name} in place with it (`{name}.add_(d{name}, alpha=-lr)`), which a gradient of another "
                 f"shape crashes or silently broadcasts."
@@ -291,25 +208,22 @@ def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None
             if k != name
             and isinstance(result, torch.Tensor)
             and tuple(result.shape) == tuple(case.grads[k].shape)
-            and checks._close(result.detach(), case.grads[k])
+            and checks.close(result.detach(), case.grads[k])
         ]
         if swapped:
-            message += f" It is the gradient of {swapped[0]}: {FUNCTION} must return {RETURNS} in this order."
+            out += f" It is the gradient of {swapped[0]}: {FUNCTION} must return {RETURNS} in this order."
         if fn is not None and case is not first_batch():
-            message += fused._describe_sizes(fn)
-        if problem:
-            message += f" Also: {problem}"
-        return Verdict(False, comparison, message)
-    if problem:
-        return Verdict(False, comparison, problem)
-    return Verdict(True, comparison, "ok", comparison.note)
+            out += describe_sizes(fn)
+        return out
+
+    return judge_answer(name, result, comparison, where, problem, more)
 
 
 def judge(name: str, fn, case: Case, where: str, problem: str | None = None) -> Verdict:
     """``fn`` on ``case`` under no_grad; its gradient of ``name`` against autograd's."""
-    grads, error = call(fn, case, where)
+    grads, error = gradients(fn, case, where)
     if grads is None:
-        return Verdict(False, Comparison(False), error + (f" Also: {problem}" if problem else ""))
+        return failed_call(error, problem)
     return _verdict(name, grads, case, where, problem, fn)
 
 
@@ -324,16 +238,16 @@ def check_first_batch(fn) -> None:
     """The lecture's check before training: all seven gradients on the first batch, with hints. Never raises."""
     case = first_batch()
     print(f"{FIRST_BATCH}:")
-    grads, error = call(fn, case, "on the first batch")
+    grads, error = gradients(fn, case, "on the first batch")
     if grads is None:
         print(error)
         return
-    problem = _problem(_history())
+    problem = _problem()
     passed = 0
     for name in PARAM_NAMES:
         verdict = _verdict(name, grads, case, "on the first batch", problem)
         passed += verdict.ok
-        print(checks.row(name, verdict.comparison, "ok" if verdict.ok else "FAIL", verdict.note))
+        print(verdict.row(name))
         if not verdict.ok:
             print(f"{'':15s}   {verdict.message}")
     print(f"{passed} of {len(PARAM_NAMES)} gradients pass")
@@ -344,10 +258,7 @@ def check(s: str, fn, **network) -> None:
     name = _name(s)
     net = Network(**network)
     print(f"a new network: {net.describe()}")
-    verdict = judge(name, fn, net.case(), f"on a new network ({net.describe()})", _problem(_history()))
-    print(checks.row(name, verdict.comparison, verdict.message if verdict.ok else "FAIL", verdict.note))
-    if not verdict.ok:
-        raise AssertionError(verdict.message)
+    report(name, judge(name, fn, net.case(), f"on a new network ({net.describe()})", _problem()))
 
 
 def verify(s: str, fn) -> None:
@@ -355,7 +266,7 @@ def verify(s: str, fn) -> None:
 
     Silent on success."""
     name = _name(s)
-    problem = _problem(_history())
+    problem = _problem()
     verdict = judge(name, fn, first_batch(), "on the first batch of the training network", problem)
     if not verdict.ok:
         raise AssertionError(verdict.message)
@@ -376,7 +287,7 @@ def split_losses(parameters, dataset=None) -> dict[str, float]:
     BatchNorm uses the mean and variance of the hidden pre-activations over the whole training set
     (the lecture's calibration), computed here, whatever the notebook computed.
     """
-    ds = dataset if dataset is not None else _dataset()
+    ds = dataset if dataset is not None else private_dataset()
     C, W1, b1, W2, b2, bngain, bnbias = (p.detach().float() for p in parameters)
     hpreact = C[ds.Xtr].view(ds.Xtr.shape[0], -1) @ W1 + b1
     bnmean = hpreact.mean(0, keepdim=True)
@@ -496,83 +407,3 @@ def verify_model(parameters) -> None:
     verdict = judge_model(parameters)
     if not verdict.ok:
         raise AssertionError(verdict.message)
-
-
-# ---------------------------------------------------------------------------------------------
-# Calibration: the grading-mode limits, from runs with autograd's gradients
-
-
-def train(seed: int = SEED, steps: int = GRADING_STEPS, dataset=None) -> list[torch.Tensor]:
-    """The notebook's training loop with autograd's gradients (loss.backward()); returns the parameters.
-
-    The same initialization, minibatches (one generator seeded with ``seed``), forward pass and
-    learning rate schedule as the notebook, so that a correct manual backward follows the same run.
-    """
-    ds = dataset if dataset is not None else _dataset()
-    g = torch.Generator().manual_seed(seed)
-    p = init_params(ds.vocab_size, ds.block_size, N_EMBD, N_HIDDEN, generator=g)
-    parameters = [p[k].requires_grad_() for k in PARAM_NAMES]
-    C, W1, b1, W2, b2, bngain, bnbias = parameters
-    n = BATCH_SIZE
-    for i in range(steps):
-        Xb, Yb = sample_batch(ds.Xtr, ds.Ytr, n, generator=g)
-        emb = C[Xb]
-        embcat = emb.view(emb.shape[0], -1)
-        hprebn = embcat @ W1 + b1
-        bnmean = hprebn.mean(0, keepdim=True)
-        bndiff = hprebn - bnmean
-        bnvar = 1 / (n - 1) * (bndiff**2).sum(0, keepdim=True)
-        bnraw = bndiff * (bnvar + 1e-5) ** -0.5
-        h = torch.tanh(bngain * bnraw + bnbias)
-        loss = F.cross_entropy(h @ W2 + b2, Yb)
-        for q in parameters:
-            q.grad = None
-        loss.backward()
-        lr = 0.1 if i < DECAY_STEP else 0.01
-        with torch.no_grad():
-            for q in parameters:
-                q.add_(q.grad, alpha=-lr)
-    return [q.detach() for q in parameters]
-
-
-def calibrate(seeds: int = 8, steps: int = GRADING_STEPS, out=sys.stdout) -> dict[str, list[float]]:
-    """Train ``seeds`` runs of ``steps`` steps with autograd; print each seed's losses and the limits they suggest."""
-    torch.set_num_threads(1)
-    runs = [SEED] + list(range(1, seeds))
-    measured: dict[str, list[float]] = {"train": [], "val": []}
-    print(f"{steps:,} steps per run, with autograd's gradients; {torch.get_num_threads()} thread", file=out)
-    for seed in runs:
-        start = time.perf_counter()
-        losses = split_losses(train(seed, steps))
-        for k in measured:
-            measured[k].append(losses[k])
-        print(
-            f"seed {seed:>10d}: train {losses['train']:.4f}  val {losses['val']:.4f}  "
-            f"({time.perf_counter() - start:.1f} s)",
-            file=out,
-            flush=True,
-        )
-    for k, values in measured.items():
-        worst, spread = max(values), max(values) - min(values)
-        suggested = math.ceil((worst + spread) * 100) / 100
-        print(
-            f"{k:5s}: notebook seed {values[0]:.4f}, {min(values):.4f} .. {worst:.4f} (spread {spread:.4f}); "
-            f"suggested limit {suggested:.2f}, in use {GRADING_LIMITS[k]}",
-            file=out,
-        )
-    return measured
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.training", description="Exercise 4's grading-mode limits.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cal = sub.add_parser("calibrate", help="train several seeds for GRADING_STEPS steps and print their losses")
-    cal.add_argument("--seeds", type=int, default=8)
-    cal.add_argument("--steps", type=int, default=GRADING_STEPS)
-    args = parser.parse_args(argv)
-    calibrate(args.seeds, args.steps)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grader import course  # noqa: E402
+from grader.instructor import course  # noqa: E402
 
 
 def main() -> int:

@@ -30,7 +30,8 @@ import nbformat
 import torch
 import torch.nn.functional as F
 
-from grader import course, training
+from grader import training
+from grader.instructor import course
 from grader.model import PARAM_NAMES
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT / "04_full_training.ipynb"
@@ -154,7 +155,7 @@ def autograd_step(params, Xb, Yb, lr, timer):
 
 
 def bench(steps: int, rounds: int) -> dict[str, tuple[float, float]]:
-    ds = training._dataset()
+    ds = training.private_dataset()
     g = torch.Generator().manual_seed(training.SEED)
     batches = [training.sample_batch(ds.Xtr, ds.Ytr, training.BATCH_SIZE, g) for _ in range(steps)]
     variants = {"lecture": lecture_step, "reference": reference_step(reference_backward()), "autograd": autograd_step}
@@ -183,9 +184,8 @@ def full_run() -> bool:
     """The notebook's 200,000 steps with the reference, as in a student's full run."""
     manual_backward = reference_backward()
     step = reference_step(manual_backward)
-    ds = training._dataset()
-    g = torch.Generator().manual_seed(training.SEED)  # as the notebook: the initialization, then every batch
-    p = training.init_params(ds.vocab_size, ds.block_size, training.N_EMBD, training.N_HIDDEN, generator=g)
+    ds = training.private_dataset()
+    p, g = training.initialize(training.SEED, ds)  # as the notebook: the initialization, then every batch
     params = [p[k] for k in PARAM_NAMES]
     bar = training.progress(range(training.FULL_STEPS))
     timer = [0.0]

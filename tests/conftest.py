@@ -22,8 +22,9 @@ def names_file() -> Path:
 
 @pytest.fixture(scope="session")
 def sandbox_required() -> None:
-    """A working bubblewrap sandbox (grader.sandbox.probe): in CI (CI=true) its absence fails, elsewhere it skips."""
-    from grader import sandbox
+    """A working bubblewrap sandbox (grader.autograde.sandbox.probe): in CI (CI=true) its absence fails,
+    elsewhere it skips."""
+    from grader.autograde import sandbox
 
     try:
         sandbox.probe()

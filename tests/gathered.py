@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 
 def check_gathered(out: Path, cells: dict[str, list], ids: list[str]) -> dict:

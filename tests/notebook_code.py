@@ -8,7 +8,8 @@ from pathlib import Path
 
 import nbformat
 
-from grader import course
+from grader.cells import without_solution_markers
+from grader.instructor import course
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT
 
@@ -28,12 +29,12 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=()) -> dict:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or meta.get("grade") or meta.get("grade_id") == "summary":
             continue
-        source = course.SOLUTION_MARKERS.sub("", cell.source)
+        source = without_solution_markers(cell.source)
         exec(compile(source, meta.get("grade_id", "cell"), "exec"), ns)
         cells.append(source)
     ns["__cells__"] = cells
     return ns
 
 
-def student(student_id: str) -> course.Student:
+def student(student_id: str) -> course.DemoStudent:
     return next(s for s in course.demo_class() if s.id == student_id)

@@ -4,8 +4,9 @@ import pytest
 import torch
 from notebook_code import run_cells, student
 
-from grader import atomic, course
-from grader.atomic import ORDER, Reference, check, cmp, reference, table, verify
+from grader import atomic
+from grader.atomic import ORDER, Reference, cmp, judge, reference, table, verify
+from grader.instructor import course
 
 STUDENTS = [
     s
@@ -21,14 +22,14 @@ def fresh_records():
     atomic.reset()
 
 
-def judge(ns):
-    """Check all 26 gradients in the lecture's order, as the test cells do."""
-    return {name: check(name, ns.get(f"d{name}"), ns, ns["__cells__"]) for name in ORDER}
+def judge_all(ns):
+    """Judge all 26 gradients in the lecture's order, as the test cells do."""
+    return {name: judge(name, ns.get(f"d{name}"), ns, ns["__cells__"]) for name in ORDER}
 
 
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
 def test_each_known_mistake_costs_exactly_its_points(s):
-    verdicts = judge(run_cells(edits=s.edits))
+    verdicts = judge_all(run_cells(edits=s.edits))
     failed = {f"test_d{name}" for name, v in verdicts.items() if not v.ok}
     assert failed == set(s.loses)
     for cell, hint in s.loses.items():
@@ -36,17 +37,17 @@ def test_each_known_mistake_costs_exactly_its_points(s):
 
 
 def test_solution_is_exact_enough():
-    for name, v in judge(run_cells()).items():
+    for name, v in judge_all(run_cells()).items():
         assert v.ok and v.message == "ok", name
-        assert v.vs_autograd.maxdiff < 1e-8
+        assert v.comparison.maxdiff < 1e-8
 
 
 def test_error_carried_forward_names_the_root_mistake():
-    verdicts = judge(run_cells(edits=student("dcounts-not-accumulated").edits))
+    verdicts = judge_all(run_cells(edits=student("dcounts-not-accumulated").edits))
     assert not verdicts["counts"].ok
     for name in ("norm_logits", "logits", "W2", "bnvar", "C"):
         v = verdicts[name]
-        assert v.ok and not v.vs_autograd.approximate  # the row shows the true comparison
+        assert v.ok and not v.comparison.approximate  # the row shows the true comparison
         assert v.message == "ok: this step is right; the difference comes from dcounts"
 
 
@@ -56,7 +57,7 @@ def test_an_answer_that_matches_autograd_passes_even_with_a_wrong_upstream():
         "cell": "answer_cross_entropy",
         "append": "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n",
     }
-    verdicts = judge(run_cells(edits=student("dcounts-not-accumulated").edits + [fused]))
+    verdicts = judge_all(run_cells(edits=student("dcounts-not-accumulated").edits + [fused]))
     assert not verdicts["counts"].ok
     assert verdicts["logits"].ok and verdicts["logits"].message == "ok"
     assert verdicts["h"].message == "ok"
@@ -69,26 +70,26 @@ def test_the_reference_is_private():
     ns["ds"].Xtr.zero_()
     fresh = Reference()  # ...a new reference does not see it
     assert torch.equal(fresh.values["loss"], reference().values["loss"])
-    assert check("logprobs", torch.zeros(32, 27), ns, ns["__cells__"]).ok is False
+    assert judge("logprobs", torch.zeros(32, 27), ns, ns["__cells__"]).ok is False
 
 
 def test_copied_grad_is_rejected_but_what_follows_is_judged_on_its_own():
     ns = run_cells(edits=student("copies-grad").edits)
-    verdicts = judge(ns)
+    verdicts = judge_all(ns)
     assert not verdicts["logits"].ok and "reads .grad" in verdicts["logits"].message
-    assert verdicts["logits"].vs_autograd.approximate  # the value is right; the way is not
+    assert verdicts["logits"].comparison.approximate  # the value is right; the way is not
     assert verdicts["h"].ok
 
 
 def test_answer_built_with_requires_grad_is_rejected_without_history():
     x = reference().grads["W2"].clone().requires_grad_()
-    v = check("W2", x * 1.0, {}, history=None)
+    v = judge("W2", x * 1.0, {}, history=None)
     assert not v.ok and "requires grad" in v.message
 
 
 def test_monkeypatching_is_refused():
     ns = run_cells()
-    v = check("W2", ns["dW2"], ns, ns["__cells__"] + ["import grader\ngrader.atomic.check = print"])
+    v = judge("W2", ns["dW2"], ns, ns["__cells__"] + ["import grader\ngrader.atomic.judge = print"])
     assert not v.ok and "changes grader" in v.message
 
 
@@ -135,7 +136,7 @@ def test_stage_check_prints_its_rows_and_never_raises(capsys):
 
 def test_unknown_name_is_a_clear_error():
     with pytest.raises(KeyError, match="not one of the 26 tensors"):
-        check("loss", torch.tensor(1.0))
+        judge("loss", torch.tensor(1.0))
 
 
 def test_undefined_gradient_gets_the_stub_hint(capsys):

@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_classgrade import TINY_ANSWERS, autograde, build, make_tiny_course
+from test_classgrade import autograde, build
+from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
-from grader import course, data
+from grader import data
+from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 
@@ -28,9 +30,7 @@ NO_LOCAL_COPY = pytest.mark.skipif(
 
 
 def class_command(c: Path, out: Path, *extra, env=None):
-    cmd = [sys.executable, "-m", "grader", "autograde", "hw1", str(c / "submitted"), "--course", str(c)]
-    cmd += ["--out", str(out), "--workers", "2", "--no-progress", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env or course.tool_env(), timeout=900)
+    return autograde(c, c / "submitted", out, *extra, env=env, assignment="hw1", timeout=900)
 
 
 def nobody_graded(c: Path, out: Path, assignment: str) -> None:
@@ -60,7 +60,7 @@ def test_a_kernel_that_cannot_import_the_course_package_grades_nobody(tmp_path):
     proc = class_command(c, tmp_path / "out")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "canary: the instructor's solution notebooks" in proc.stderr
-    assert "0 of 3 points" in proc.stderr
+    assert "0 of 3 autograded points" in proc.stderr
     assert "squares/cell 2 raised ModuleNotFoundError: No module named 'backprop_ninja_course_helpers'" in proc.stderr
     assert "--no-canary" in proc.stderr
     nobody_graded(c, tmp_path / "out", "hw1")
@@ -78,8 +78,6 @@ def test_no_canary_grades_the_class_anyway(tmp_path):
 def course_source_with_import(module: str) -> dict:
     """The tiny course's source notebook as a course with a package: its first code cell imports ``module``,
     and each test cell uses it (as this course's cells import grader and call grader.atomic.cmp)."""
-    from test_classgrade import TINY_SOURCE
-
     nb = copy.deepcopy(TINY_SOURCE)
     for cell in nb["cells"]:
         if cell["metadata"].get("nbgrader", {}).get("grade"):

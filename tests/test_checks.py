@@ -230,3 +230,45 @@ def test_row_is_the_lecture_row(true):
         line
         == f"W2              | exact: n/a   | approximate: False | maxdiff: n/a     | FAIL\n{'':15s}   note: a note"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# What every exercise's checker shares: the verdict, its report, the hints written once
+
+
+def test_a_verdict_prints_its_row_and_raises_with_its_hint(true, capsys):
+    from grader.checks import Verdict, report, row
+
+    good = compare(true["W2"], true["W2"])
+    report("W2", Verdict(True, good, "ok: this step is right", "a note"))
+    assert capsys.readouterr().out == row("W2", good, "ok: this step is right", "a note") + "\n"
+    bad = compare(-true["W2"], true["W2"])
+    with pytest.raises(AssertionError, match="^dW2 is wrong: it is off by a constant factor: -1 times"):
+        report("W2", Verdict(False, bad, f"dW2 is wrong: {bad.hint}"))
+    assert capsys.readouterr().out == row("W2", bad, "FAIL") + "\n"  # the hint is the exception's, not the row's
+
+
+def test_an_answer_still_attached_to_autograd_is_named(true):
+    from grader.checks import built_with_autograd
+
+    x = true["W2"].clone().requires_grad_()
+    expected = "dW2 was built with autograd switched on (it requires grad): derive it by hand."
+    assert built_with_autograd("W2", x) == expected and built_with_autograd("W2", x * 2) == expected
+    assert built_with_autograd("W2", x.detach()) is None and built_with_autograd("W2", None) is None
+
+
+def test_the_repeated_index_hint_names_only_an_indexed_plus_equals(true):
+    from grader.checks import repeated_index_hint
+
+    Xb = reference().Xb
+    demb = true["emb"]
+    lossy = torch.zeros_like(true["C"])
+    lossy[Xb] += demb  # each repeated index once
+    diagnose = repeated_index_hint(Xb, true["C"].shape[0], lambda rows: f"({len(rows)} rows).")
+    wrong_rows = ((lossy - true["C"]).abs() > 1e-6).any(dim=1).sum().item()
+    assert diagnose(lossy, true["C"]) == (
+        f"only the rows of characters that occur more than once in Xb are wrong ({wrong_rows} rows)."
+    )
+    everywhere = true["C"] + 1.0  # every row wrong, including characters that occur once (or never)
+    assert diagnose(everywhere, true["C"]) is None
+    assert diagnose(lossy.T, true["C"].T) is None  # not an embedding table's shape

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_course import TINY_ANSWERS, make_tiny_course
 
-from grader import classgrade, course
+from grader.autograde import feedback
+from grader.instructor import course
 
 NOTEBOOK = "01_atomic_backprop"
 KEEP = {"solution", "blank", "copies-grad", "edits-a-test-cell", "deletes-a-test-cell"}
@@ -31,12 +33,48 @@ STUDENTS = [
     for s in course.demo_class(sandbox_only=True)
     if s.sandbox_only or s.id in KEEP
 ]
-pytestmark = pytest.mark.usefixtures("sandbox_required")  # every test here grades in the sandbox
-HOSTILE = ["deletes-the-gradebook", "rewrites-another-submission", "connects-to-localhost", "edits-the-grader"]
+# every test here grades (slow), in the sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
+HOSTILE = [
+    "deletes-the-gradebook",
+    "rewrites-another-submission",
+    "connects-to-localhost",
+    "edits-the-grader",
+    "plants-symlinks",
+]
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def grader_files() -> dict[Path, str]:
+    """The digest of every Python file of the grader package, in its subpackages too."""
+    import grader
+
+    files = {p: digest(p) for p in Path(grader.__file__).parent.rglob("*.py")}
+    assert Path(grader.__file__).parent / "checks.py" in files  # the file "edits-the-grader" aims at
+    return files
+
+
+def survivors(marker: str) -> list[str]:
+    """Every live process (but this one) with ``marker`` in its environment, command line or working
+    folder: the grading process, nbgrader's children, a sandbox, a zygote, a kernel forked from it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # a zombie holds no memory and runs nothing; its parent has not reaped it yet
+            seen = [(proc / "environ").read_bytes(), (proc / "cmdline").read_bytes()]
+            seen.append(os.readlink(proc / "cwd").encode())
+        except OSError:  # ended meanwhile (or not ours to read)
+            continue
+        if any(marker.encode() in text for text in seen):
+            command = seen[1].replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{proc.name}: {command[:200]}")
+    return found
 
 
 def build(root: Path, students) -> tuple[Path, Path]:
@@ -48,13 +86,17 @@ def build(root: Path, students) -> tuple[Path, Path]:
     return c, submitted
 
 
-def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, **kw):
-    cmd = [
+QUICK = ("--cell-timeout", "20")  # the demo class's notebook 01 takes a few seconds a cell
+
+
+def command(c: Path, submitted: Path, out: Path, *extra, assignment: str = course.ASSIGNMENT) -> list[str]:
+    """``python -m grader autograde`` on ``submitted`` with 2 workers, no progress bar, and ``extra``."""
+    return [
         sys.executable,
         "-m",
         "grader",
         "autograde",
-        course.ASSIGNMENT,
+        assignment,
         str(submitted),
         "--course",
         str(c),
@@ -62,12 +104,20 @@ def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, **kw):
         str(out),
         "--workers",
         "2",
-        "--cell-timeout",
-        "20",
         "--no-progress",
         *extra,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env or course.tool_env(), timeout=1800, **kw)
+
+
+def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, assignment: str = course.ASSIGNMENT, timeout=1800):
+    """Run ``command``; return the finished process."""
+    return subprocess.run(
+        command(c, submitted, out, *extra, assignment=assignment),
+        capture_output=True,
+        text=True,
+        env=env or course.tool_env(),
+        timeout=timeout,
+    )
 
 
 class Server:
@@ -96,12 +146,14 @@ def graded(tmp_path_factory):
     before = {
         "gradebook": digest(c / "gradebook.db"),
         "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
-        "grader": {p: digest(p) for p in Path(classgrade.__file__).parent.glob("*.py")},
+        "grader": grader_files(),
+        "modes": {p: p.stat().st_mode for p in [c / "gradebook.db", *c.rglob("source/**/*")]},
+        "source": {p: digest(p) for p in c.rglob("source/**/*.ipynb")},
     }
     server = Server()
     env = course.tool_env()
     env["BN_DEMO_PORT"] = str(server.port)
-    proc = autograde(c, submitted, root / "out", env=env)
+    proc = autograde(c, submitted, root / "out", *QUICK, env=env)
     return root, c, submitted, proc, before, server
 
 
@@ -132,14 +184,7 @@ def test_each_student_gets_the_expected_score_and_reason(s, graded, scores):
         page = root / "out" / "feedback" / s.id / course.ASSIGNMENT / f"{NOTEBOOK}.html"
         text = page.read_text()
         for hint in s.loses.values():
-            assert hint in text or hint.replace("`", "<code>", 1) in text or hint in _plain(text)
-
-
-def _plain(page: str) -> str:
-    import html
-    import re
-
-    return html.unescape(re.sub(r"<[^>]+>", "", page))
+            assert hint in text or hint.replace("`", "<code>", 1) in text or hint in feedback.text(text)
 
 
 @pytest.mark.parametrize("student", HOSTILE)
@@ -151,7 +196,7 @@ def test_hostile_code_is_blocked_inside_its_sandbox(student, graded, scores):
     (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_cross_entropy"]
     printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
     assert "blocked:" in printed and "ESCAPED" not in printed  # ESCAPED: what each prints when its attack works
-    assert "blocked:" in _plain(
+    assert "blocked:" in feedback.text(
         (root / "out" / "feedback" / student / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
     )
 
@@ -160,19 +205,19 @@ def test_everything_else_is_intact(graded, scores):
     root, c, submitted, _, before, server = graded
     assert (c / "gradebook.db").is_file() and set(scores) == {s.id for s in STUDENTS}
     assert {p: digest(p) for p in submitted.rglob("*.ipynb")} == before["submissions"]
-    assert {p: digest(p) for p in Path(classgrade.__file__).parent.glob("*.py")} == before["grader"]
+    assert grader_files() == before["grader"]
     assert server.connections == 0
 
 
 def test_the_feedback_never_shows_hidden_tests(graded):
     root, c = graded[0], graded[1]
-    secret = classgrade.hidden_lines(c / "source" / course.ASSIGNMENT)
+    secret = feedback.hidden_lines(c / "source" / course.ASSIGNMENT)
     assert secret  # the source has hidden tests to leak
     pages = list((root / "out" / "feedback").rglob("*.html"))
     graded_ids = {p.parent.parent.name for p in pages}
     assert graded_ids == {s.id for s in STUDENTS if s.id != "invalid-json"}
     for page in pages:
-        text = _plain(page.read_text())
+        text = feedback.text(page.read_text())
         assert "BEGIN HIDDEN TESTS" not in text
         assert not [line for line in secret if line in text], page
 
@@ -189,7 +234,7 @@ def test_grades_csv_has_every_total(graded, scores):
 
 def test_a_second_run_changes_nothing(graded, scores):
     root, c, submitted = graded[0], graded[1], graded[2]
-    proc = autograde(c, submitted, root / "out")
+    proc = autograde(c, submitted, root / "out", *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert summary["graded_now"] == 0 and summary["skipped_already_graded"] == len(STUDENTS)
@@ -207,21 +252,7 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
     ]
     c, submitted = build(tmp_path, few)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "grader",
-        "autograde",
-        course.ASSIGNMENT,
-        str(submitted),
-        "--course",
-        str(c),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-        "--no-progress",
-    ]
+    cmd = command(c, submitted, out)
     proc = subprocess.Popen(
         cmd, env=course.tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -248,77 +279,6 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
         assert lost == course.expected_lost(s, cells, course.notebook_names(c))
 
 
-TINY_SOURCE = {
-    "cells": [
-        {"cell_type": "markdown", "metadata": {}, "source": "Write `square(x)`."},
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "outputs": [],
-            "id": "a1",
-            "metadata": {
-                "nbgrader": {
-                    "grade": False,
-                    "grade_id": "square",
-                    "locked": False,
-                    "schema_version": 3,
-                    "solution": True,
-                    "task": False,
-                }
-            },
-            "source": "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
-        },
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "outputs": [],
-            "id": "t1",
-            "metadata": {
-                "nbgrader": {
-                    "grade": True,
-                    "grade_id": "test_square",
-                    "locked": True,
-                    "points": 2,
-                    "schema_version": 3,
-                    "solution": False,
-                    "task": False,
-                }
-            },
-            "source": "assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-4) == 16\n### END HIDDEN TESTS",
-        },
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "outputs": [],
-            "id": "t2",
-            "metadata": {
-                "nbgrader": {
-                    "grade": True,
-                    "grade_id": "test_square_zero",
-                    "locked": True,
-                    "points": 1,
-                    "schema_version": 3,
-                    "solution": False,
-                    "task": False,
-                }
-            },
-            "source": "assert square(0) == 0",
-        },
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
-TINY_ANSWERS = {
-    "alice": "def square(x):\n    return x ** 2",
-    "bob": "def square(x):\n    return 3 * x",
-    "carol": "def square(x):\n    return abs(x) * 3 if x > 0 else x * x",
-}
-
-
 def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     from nbgrader.api import Gradebook
 
@@ -326,27 +286,7 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(mine, plain)
     course.nbgrader(plain, "autograde", "hw1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader",
-            "autograde",
-            "hw1",
-            str(mine / "submitted"),
-            "--course",
-            str(mine),
-            "--out",
-            str(tmp_path / "out"),
-            "--workers",
-            "2",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=course.tool_env(),
-        timeout=900,
-    )
+    proc = autograde(mine, mine / "submitted", tmp_path / "out", "--cell-timeout", "120", assignment="hw1", timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def totals(root):
@@ -360,23 +300,8 @@ def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
     assert set(expected) == set(TINY_ANSWERS)
     assert expected["alice"][("squares", "test_square")] == 2 and expected["bob"][("squares", "test_square")] == 0
     assert totals(mine) == expected
-    feedback = (tmp_path / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
-    assert "square(-4)" not in feedback and "square(3) == 9" in _plain(feedback)
-
-
-def make_tiny_course(root: Path, answers: dict[str, str], source: dict = TINY_SOURCE) -> Path:
-    (root / "source" / "hw1").mkdir(parents=True)
-    (root / "source" / "hw1" / "squares.ipynb").write_text(json.dumps(source))
-    (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "tiny"\n')
-    course.nbgrader(root, "generate_assignment", "hw1", "--force")
-    release = json.loads((root / "release" / "hw1" / "squares.ipynb").read_text())
-    for student, answer in answers.items():
-        nb = json.loads(json.dumps(release))
-        (answer_cell,) = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "square"]
-        answer_cell["source"] = answer
-        (root / "submitted" / student / "hw1").mkdir(parents=True)
-        (root / "submitted" / student / "hw1" / "squares.ipynb").write_text(json.dumps(nb))
-    return root
+    page = (tmp_path / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
+    assert "square(-4)" not in page and "square(3) == 9" in feedback.text(page)
 
 
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
@@ -384,29 +309,12 @@ def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
         tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"], "stuck": "import time\nwhile True:\n    time.sleep(1)"}
     )
     start = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader",
-            "autograde",
-            "hw1",
-            str(c / "submitted"),
-            "--course",
-            str(c),
-            "--out",
-            str(tmp_path / "out"),
-            "--workers",
-            "2",
-            "--no-progress",
-            "--cell-timeout",
-            "600",
-            "--student-timeout",
-            "45",
-        ],
-        capture_output=True,
-        text=True,
-        env=course.tool_env(),
+    proc = autograde(
+        c,
+        c / "submitted",
+        tmp_path / "out",
+        *("--cell-timeout", "600", "--student-timeout", "45"),
+        assignment="hw1",
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -415,10 +323,8 @@ def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
     assert summary["totals"] == {"alice": 3.0, "stuck": 0.0}
     assert any("wall-clock limit" in why for why in summary["review"]["stuck"])
     assert any("need manual grading" in why for why in summary["review"]["stuck"])
-    leftover = subprocess.run(
-        ["pgrep", "-f", str(tmp_path / "out" / "work" / "students" / "stuck")], capture_output=True, text=True
-    )
-    assert leftover.stdout.strip() == ""  # the nbgrader process and its kernel are gone
+    # every process of that student had its scratch folder in its environment (JUPYTER_PATH): none is left
+    assert survivors(str(tmp_path / "out" / "work" / "students" / "stuck")) == []
 
 
 def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_path):
@@ -442,3 +348,18 @@ def test_the_canary_gave_the_solutions_full_marks_before_anyone_was_graded(grade
     summary = json.loads((graded[0] / "out" / "summary.json").read_text())
     assert summary["canary"]["score"] == summary["canary"]["max_score"] > 0
     assert "canary: the instructor's solutions got" in graded[3].stdout
+
+
+def test_links_a_kernel_plants_are_never_followed(graded, scores):
+    """plants-symlinks: nothing of what it linked to came back, was chmod'ed, or was written through."""
+    root, c, _, _, before, _ = graded
+    assert {p: p.stat().st_mode for p in before["modes"]} == before["modes"]
+    assert {p: digest(p) for p in c.rglob("source/**/*.ipynb")} == before["source"]
+    for kind, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
+        for s in STUDENTS:
+            folder = root / "out" / kind / s.id
+            for path in folder.rglob("*") if folder.is_dir() else []:
+                assert not path.is_symlink(), path
+                assert path.is_dir() or (path.is_file() and path.suffix == suffix), path
+    notebook = root / "out" / "autograded" / "plants-symlinks" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert notebook.is_file() and not notebook.is_symlink() and notebook.read_text().startswith("{")

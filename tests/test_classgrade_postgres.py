@@ -21,7 +21,7 @@ import pytest
 import yaml
 from gathered import check_gathered, gradebook_cells
 
-from grader import course
+from grader.instructor import course
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def pod(job: dict, paths: dict[str, str], secrets: dict[str, str], index: int | 
 
 
 def test_the_indexed_job_fills_one_postgresql_gradebook_and_gather_brings_it_together(tmp_path, pg_url):
-    from grader import sandbox
+    from grader.autograde import sandbox
 
     try:
         sandbox.probe()

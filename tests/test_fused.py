@@ -5,18 +5,16 @@ implementations, written here (tests may hold solutions, grader/ may not) or mad
 by source/demo_class.toml's edits.
 """
 
-import subprocess
-import sys
-
 import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
 from notebook_code import SOURCE, run_cells
 
-from grader import course, fused
+from grader import functions, fused, integrity
 from grader.checks import ATOL, relative_error
 from grader.fused import EXERCISES, SUITES, Network, check, cmp, expected, verify
+from grader.instructor import course
 
 NOTEBOOKS = {"logits": "02_fused_cross_entropy", "hprebn": "03_fused_batchnorm"}
 FUNCTIONS = {"logits": "cross_entropy_backward", "hprebn": "batchnorm_backward"}
@@ -36,7 +34,7 @@ def grade(notebook: str, edits=(), monkeypatch=None) -> dict[str, str | None]:
     """
     ns = run_cells(notebook, edits)
     history = list(ns["__cells__"])
-    monkeypatch.setattr(fused, "_history", lambda: history)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: history)
     out = {}
     for cell in graded_cells(notebook):
         history.append(cell.source)
@@ -88,7 +86,7 @@ def test_the_softmax_without_max_passes_every_visible_check(monkeypatch):
     """The issue's example: right on the check network, NaN only on the hidden large logits."""
     s = next(s for s in STUDENTS if s.id == "ce-softmax-without-max")
     ns = run_cells(NOTEBOOKS["logits"], s.edits)
-    monkeypatch.setattr(fused, "_history", lambda: None)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: None)
     fn = ns["cross_entropy_backward"]
     cmp("logits", fn(ns["logits"], ns["Yb"]), ns["logits"])
     check("logits", fn, seed=5, batch_size=5)
@@ -116,7 +114,7 @@ def test_hidden_networks_are_new(name):
     if name == "logits":
         assert {net.vocab_size for net in shapes} - {27}
     assert len({net.seed for net in nets}) == len(nets)
-    assert fused.CHECK_BATCH == 32
+    assert functions.CHECK_BATCH == 32
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -455,7 +453,7 @@ HINTS = [
 
 @pytest.mark.parametrize("name, fn, suite, texts", HINTS, ids=[f"{h[1].__name__}-{h[2]}" for h in HINTS])
 def test_hint(name, fn, suite, texts, monkeypatch):
-    monkeypatch.setattr(fused, "_history", lambda: None)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: None)
     with pytest.raises(AssertionError) as info:
         verify(name, fn, suite)
     for text in texts:
@@ -475,7 +473,7 @@ def test_code_that_used_autograd_is_named(monkeypatch):
         "        logits = logits.detach().requires_grad_()\n        F.cross_entropy(logits, Y).backward()\n"
         "    return logits.grad",
     ]
-    monkeypatch.setattr(fused, "_history", lambda: history)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: history)
 
     def cross_entropy_backward(logits, Y):  # runs under no_grad: the autograd is switched back on inside
         with torch.enable_grad():
@@ -485,56 +483,3 @@ def test_code_that_used_autograd_is_named(monkeypatch):
 
     with pytest.raises(AssertionError, match="cross_entropy_backward comes from autograd: `def cross_entropy_backward"):
         verify("logits", cross_entropy_backward, "new shapes")
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
-SLOW_FONT_CACHE = """
-import threading
-class Immediate(threading.Timer):  # as if building the font cache took longer than matplotlib's 5 s
-    def __init__(self, interval, function, *args, **kwargs):
-        super().__init__(0.0, function, *args, **kwargs)
-threading.Timer = Immediate
-import time
-{import_}
-time.sleep(0.2)
-"""
-
-
-@pytest.mark.parametrize(
-    "import_, quiet", [("from grader.plots import plt", True), ("import matplotlib.pyplot", False)]
-)
-def test_pyplot_from_grader_never_writes_to_stderr(import_, quiet, tmp_path):
-    """A fresh machine builds matplotlib's font cache, and says so on stderr, unless grader.plots imports it."""
-    (tmp_path / "not-a-directory").touch()
-    for config in (tmp_path / "fresh", tmp_path / "not-a-directory" / "x"):
-        proc = subprocess.run(
-            [sys.executable, "-c", SLOW_FONT_CACHE.format(import_=import_)],
-            capture_output=True,
-            text=True,
-            env={**course.tool_env(), "MPLCONFIGDIR": str(config)},
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert (proc.stderr == "") == quiet, proc.stderr
-
-
-# ---------------------------------------------------------------------------------------------
-# The model's helpers for these tests
-
-
-def test_path_gradient_with_nothing_held_is_autograds_gradient():
-    case = Network(11, batch_size=6, vocab_size=9, n_hidden=12).case()
-    for name in ("logits", "h", "hprebn", "W1", "C"):
-        assert torch.equal(case.path_gradient(name), case.grads[name]), name
-    assert not case.path_gradient("hprebn", hold={"hpreact"}).any()  # every path goes through hpreact
-
-
-def test_random_case_scales_the_logits_and_casts_the_network():
-    case = fused.random_case(3, batch_size=4, max_logit=50.0)
-    assert case.values["logits"].abs().max().item() == pytest.approx(50.0, rel=1e-5)
-    case = fused.random_case(3, batch_size=4, dtype=torch.float64)
-    assert all(v.dtype == torch.float64 for k, v in case.values.items() if v.is_floating_point())
-    assert case.tensors("Yb", "logits")[0] is case.Yb

@@ -11,7 +11,7 @@ import sys
 import pytest
 from nbgrader.api import Gradebook
 
-from grader import course
+from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*not in session")]  # nbgrader export
 

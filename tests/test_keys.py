@@ -9,7 +9,7 @@ import re
 import nbformat
 import pytest
 
-from grader import course, keys
+from grader.instructor import course, keys
 
 SOURCES = keys.source_notebooks()
 NAMES = [p.stem for p in SOURCES]

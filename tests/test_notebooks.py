@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from grader import course
+from grader.instructor import course
 
 REPO = Path(course.REPO)
 SOURCE = REPO / "source" / course.ASSIGNMENT

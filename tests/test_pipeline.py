@@ -12,9 +12,11 @@ import sys
 import nbformat
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 STUDENTS = course.demo_class()
+
+pytestmark = pytest.mark.slow  # a real nbgrader run of a class
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
-"""Prechecks and submission discovery of ``python -m grader autograde`` (no grading: fast)."""
+"""The prechecks of ``python -m grader autograde`` (grader/autograde/precheck.py; no grading: fast)."""
 
 import json
-import zipfile
 
 import nbformat
 
-from grader import classgrade, course, precheck
+from grader.autograde import precheck
+from grader.cells import grade_id
+from grader.instructor import course
 
 SOURCE = course.REPO / "source" / course.ASSIGNMENT
 RELEASE = course.REPO / "release" / course.ASSIGNMENT
@@ -27,7 +28,7 @@ def check(tmp_path, nb_or_text, name=NB):
 
 
 def cell(nb, gid):
-    return next(c for c in nb.cells if precheck.grade_id(c) == gid)
+    return next(c for c in nb.cells if grade_id(c) == gid)
 
 
 def test_the_release_notebooks_pass_clean(tmp_path):
@@ -50,7 +51,7 @@ def test_a_duplicated_grade_id_is_made_an_ordinary_cell(tmp_path):
     report = check(tmp_path, nb)
     assert any("'answer_tanh' appears twice" in r for r in report.repairs)
     fixed = nbformat.read(report.notebooks[NB], 4)
-    assert [precheck.grade_id(c) for c in fixed.cells].count("answer_tanh") == 1
+    assert [grade_id(c) for c in fixed.cells].count("answer_tanh") == 1
     assert len(fixed.cells) == len(nb.cells)  # the copy stays, as an ordinary cell
 
 
@@ -64,7 +65,7 @@ def test_a_changed_cell_type_is_changed_back(tmp_path):
 
 def test_deleted_cells_and_edited_tests_are_reported(tmp_path):
     nb = release_nb()
-    nb.cells = [c for c in nb.cells if precheck.grade_id(c) not in ("test_dW2", "answer_tanh")]
+    nb.cells = [c for c in nb.cells if grade_id(c) not in ("test_dW2", "answer_tanh")]
     cell(nb, "test_dcounts").source = "pass"
     report = check(tmp_path, nb)
     assert any("test cell 'test_dW2' was deleted" in r for r in report.repairs)
@@ -80,36 +81,3 @@ def test_answers_reaching_for_the_harness_are_flagged():
     assert any("builtins" in f for f in precheck.reaches("import builtins\nbuiltins.print = len"))
     assert any("cmp" in f for f in precheck.reaches("cmp = lambda *a: None"))
     assert any("network" in f for f in precheck.reaches("import socket"))
-
-
-def test_a_flat_folder_of_notebooks_and_zips(tmp_path):
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    nbformat.write(release_nb(), flat / "ann.ipynb")  # matched to 01 by its grade ids
-    with zipfile.ZipFile(flat / "bob.zip", "w") as z:
-        for name in (NB, "02_fused_cross_entropy"):
-            z.writestr(f"bob/{name}.ipynb", nbformat.writes(release_nb(name)))
-    (flat / "cy.zip").write_bytes(b"not a zip")
-    (flat / "dee.ipynb").write_text("{oops")
-    opts = classgrade.Options(course=course.REPO, assignment=course.ASSIGNMENT, submissions=flat, out=tmp_path / "o")
-    students = {s.id: s for s in classgrade.discover(opts, tmp_path / "work")}
-    assert set(students) == {"ann", "bob", "cy", "dee"}
-    assert set(students["ann"].files) == {NB}
-    assert set(students["bob"].files) == {NB, "02_fused_cross_entropy"}
-    assert students["cy"].files == {} and "cannot be unpacked" in students["cy"].problems[0]
-    assert students["dee"].files == {} and "cannot tell which notebook" in students["dee"].problems[0]
-    assert len({s.digest for s in students.values()}) == 4
-
-
-def test_shards_split_the_class_without_overlap(tmp_path):
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for i in range(12):
-        nbformat.write(release_nb(), flat / f"student{i}.ipynb")
-    ids = []
-    for k in (1, 2, 3):
-        opts = classgrade.Options(
-            course=course.REPO, assignment=course.ASSIGNMENT, submissions=flat, out=tmp_path / "o", shard=(k, 3)
-        )
-        ids += [s.id for s in classgrade.discover(opts, tmp_path / "work")]
-    assert sorted(ids) == sorted(f"student{i}" for i in range(12))

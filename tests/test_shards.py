@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import classgrade
-from grader.autograde import shards
+from grader.autograde import options, shards
 
 
 def slurm_env(task, first, last, step=None, count=None):
@@ -92,7 +91,7 @@ def test_no_scheduler_is_a_clear_error():
 
 def test_the_command_line_takes_auto(monkeypatch):
     parser = argparse.ArgumentParser()
-    classgrade.add_arguments(parser)
+    options.add_arguments(parser)
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
     monkeypatch.setenv("BACKPROP_NINJA_SHARDS", "4")
     for name in [v for v in os.environ if v.startswith("SLURM_")]:

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 from gathered import check_gathered, gradebook_cells
 
-from grader import course
 from grader.autograde import shards
+from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Exercise 4: grading mode, the backward checker's hints on real wrong implementations, the model judge.
+"""Exercise 4: the run's limits, the backward checker's hints on real wrong implementations, the model judge.
 
 The right answer comes from the source notebook's solution; the wrong ones are real wrong
 implementations, written here or made from the solution by source/demo_class.toml's edits.
@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from notebook_code import run_cells
 
-from grader import course, training
-from grader.checks import ATOL, relative_error
+from grader import calibration, integrity, mode, training
+from grader.checks import ATOL
+from grader.instructor import course
 from grader.model import PARAM_NAMES
 
 NOTEBOOK = "04_full_training"
@@ -21,7 +22,7 @@ STUDENTS = [s for s in course.demo_class() if any(e["notebook"] == NOTEBOOK for 
 
 @pytest.fixture(autouse=True)
 def no_history(monkeypatch):
-    monkeypatch.setattr(training, "_history", lambda: None)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: None)
 
 
 @pytest.fixture(scope="module")
@@ -44,26 +45,13 @@ def _solution():
 
 
 # ---------------------------------------------------------------------------------------------
-# Grading mode
+# The run's settings and limits (grading mode itself: test_mode.py)
 
 
-@pytest.mark.parametrize(
-    "env, reason",
-    [
-        ({}, None),
-        ({"NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
-        ({"NBGRADER_EXECUTION": "validate"}, "NBGRADER_EXECUTION=validate"),
-        ({"CI": "true"}, "CI=true"),
-        ({"CI": "false"}, None),
-        ({"BACKPROP_NINJA_GRADING": "1"}, "BACKPROP_NINJA_GRADING=1"),
-        ({"BACKPROP_NINJA_GRADING": "0", "CI": "true"}, None),  # the explicit switch wins over CI
-        ({"BACKPROP_NINJA_GRADING": "0", "NBGRADER_EXECUTION": "autograde"}, "NBGRADER_EXECUTION=autograde"),
-    ],
-)
-def test_grading_mode_detection(env, reason):
-    assert training.grading_reason(env) == reason
-    assert training.grading_mode(env) == (reason is not None)
-    assert training.limits(env) == (training.GRADING_LIMITS if reason else training.FULL_LIMITS)
+@pytest.mark.parametrize("env", [{}, {"CI": "true"}, {"BACKPROP_NINJA_GRADING": "0", "CI": "true"}])
+def test_the_limits_follow_grading_mode(env):
+    assert training.limits(env) == (training.GRADING_LIMITS if mode.grading_mode(env) else training.FULL_LIMITS)
+    assert training.grading_mode is mode.grading_mode and training.grading_reason is mode.grading_reason
 
 
 def test_the_test_suite_runs_in_grading_mode():
@@ -76,24 +64,13 @@ def test_the_full_limits_are_the_lecture_quality():
     assert training.FULL_STEPS == 200_000 and training.DECAY_STEP == 100_000
 
 
-def test_nbgrader_sets_the_variable_grading_mode_reads():
-    """nbgrader 0.9.6 sets NBGRADER_EXECUTION around autograde's and validate's execution."""
-    import inspect
-
-    from nbgrader import validator
-    from nbgrader.converters import autograde
-
-    assert "NBGRADER_EXECUTION='autograde'" in inspect.getsource(autograde)
-    assert "NBGRADER_EXECUTION='validate'" in inspect.getsource(validator)
-
-
 # ---------------------------------------------------------------------------------------------
 # The solution, the hidden networks and how the function is called
 
 
 def test_the_solution_passes_every_check_closely(solution):
     for case in [training.first_batch()] + [training._case(net) for net in training.HIDDEN]:
-        grads, error = training.call(solution, case, "here")
+        grads, error = training.gradients(solution, case, "here")
         assert not error
         for name in PARAM_NAMES:
             verdict = training._verdict(name, grads, case, "here", None)
@@ -284,7 +261,7 @@ def test_code_that_used_autograd_is_named(monkeypatch):
         "    with torch.enable_grad():\n        x = logits.detach().requires_grad_()\n"
         "    return x.grad",
     ]
-    monkeypatch.setattr(training, "_history", lambda: history)
+    monkeypatch.setattr(integrity, "kernel_history", lambda: history)
     with pytest.raises(AssertionError, match="manual_backward comes from autograd"):
         training.verify("C", _solution())
 
@@ -309,8 +286,9 @@ def test_the_judge_fails_an_untrained_network_and_says_why():
     assert not verdict.ok and "still their initial values" in verdict.message
 
 
+@pytest.mark.slow  # a 300-step training run
 def test_the_judge_recomputes_the_losses_from_the_parameters():
-    params = training.train(steps=300)
+    params = calibration.train(steps=300)
     losses = training.split_losses(params)
     assert 2.4 < losses["train"] < 3.0  # 300 steps: learning, far from done
     verdict = training.judge_model(params)
@@ -341,16 +319,7 @@ def test_the_judge_checks_shapes_and_the_list():
     assert "parameters must be the list [C, W1, b1, W2, b2, bngain, bnbias]" in training.judge_model(params[:6]).message
 
 
-def test_the_grading_limit_holds_for_the_notebook_seed_with_its_margin():
-    """The calibration's claim, re-measured: autograd's run at the notebook's seed is well inside the limits."""
-    losses = training.split_losses(training.train())
-    for k, v in losses.items():
-        assert v <= training.GRADING_LIMITS[k] - 0.02, (k, v)
-        assert v > training.FULL_LIMITS[k]  # 5,000 steps do not reach the full run's quality: the limits differ
-    assert training.judge_model(training.train(), environ={}).ok is False  # judged as a full run, it fails
-    assert relative_error(torch.tensor(losses["train"]), torch.tensor(2.3036)) < 5e-3  # the recorded number
-
-
+@pytest.mark.slow  # each trains the notebook's 5,000 steps
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
 def test_each_demo_student_loses_exactly_its_cells(s, monkeypatch):
     """Run the student's notebook in this process (grading mode), then every test cell, as autograde does."""
@@ -399,15 +368,7 @@ def _run_tolerant(edits):
 # No stderr
 
 
-def test_the_progress_bar_writes_to_stdout_only(capsys):
-    bar = training.progress(range(3000))
-    for i in bar:
-        if i % 1000 == 999:
-            bar.set_postfix(loss="2.5000")
-    out, err = capsys.readouterr()
-    assert err == "" and "3000/3000" in out and "loss=2.5000" in out
-
-
+@pytest.mark.slow  # a kernel runs the whole notebook
 def test_the_notebook_writes_nothing_on_stderr_in_a_kernel(tmp_path):
     """The solution, run by a real kernel in grading mode: the progress bar and everything else on stdout."""
     import nbformat

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from grader import course
+from grader.instructor import course
 
 NAMES = course.notebook_names(course.REPO)
 

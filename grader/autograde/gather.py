@@ -25,13 +25,14 @@ import tempfile
 from pathlib import Path
 
 from . import shards
-
-
-def _classgrade():
-    # the class command's module (being moved into grader/autograde/: one import to change)
-    from .. import classgrade
-
-    return classgrade
+from .gradebook import real_db
+from .ledger import Ledger
+from .options import GradingError, Options
+from .scratch import write_config
+from .submissions import Student, discover
+from .summary import summarize
+from .summary import summary_text as run_summary_text
+from .worker import run_nbgrader
 
 
 def gradebook_students(db_url: str, assignment: str) -> list[str] | None:
@@ -65,26 +66,25 @@ def _replace_tree(src: Path, dst: Path) -> None:
 
 def gather(course: Path, assignment: str, out: Path, db_url: str | None, submissions: Path | None = None) -> dict:
     """Write the class's grades.csv, summary and files in ``out``; return the summary (see the module)."""
-    cg = _classgrade()
     out, course = out.resolve(), course.resolve()
     folders = shards.folders(out)
-    opts = cg.Options(course=course, assignment=assignment, submissions=submissions or out, out=out, db_url=db_url)
-    db = cg.real_db(opts)
+    opts = Options(course=course, assignment=assignment, submissions=submissions or out, out=out, db_url=db_url)
+    db = real_db(opts)
     in_gradebook = gradebook_students(db, assignment)
     if in_gradebook is None and not folders:
-        raise cg.GradingError(
+        raise GradingError(
             f"{out}: no shard has run (no {shards.SHARDS_FOLDER}/I-of-K/), and {assignment!r} is "
             f"not in the gradebook {db}"
         )
     in_gradebook = in_gradebook or []
 
     # every shard's ledger, the latest written last: a student graded in two (K changed) keeps the latest
-    ledger = cg.Ledger(out / ".gather-no-ledger")
+    ledger = Ledger(out / ".gather-no-ledger")
     per_shard, summaries = {}, {}
     for folder in sorted(
         folders, key=lambda f: (f / "ledger.jsonl").stat().st_mtime if (f / "ledger.jsonl").is_file() else 0
     ):
-        own = cg.Ledger(folder / "ledger.jsonl")
+        own = Ledger(folder / "ledger.jsonl")
         ledger.done.update(own.done)
         key = "." if folder == out else folder.name
         per_shard[key] = own.done
@@ -94,7 +94,7 @@ def gather(course: Path, assignment: str, out: Path, db_url: str | None, submiss
     handed_in, changed = None, []
     if submissions is not None:
         with tempfile.TemporaryDirectory(prefix="bn-gather-") as tmp:  # zips are unpacked to read their digest
-            found = cg.discover(cg.Options(course, assignment, submissions.resolve(), out), Path(tmp))
+            found = discover(Options(assignment, submissions.resolve(), course, out), Path(tmp))
         handed_in = {s.id: s.digest for s in found}
         changed = sorted(
             sid for sid, digest in handed_in.items() if sid in ledger.done and ledger.done[sid].get("digest") != digest
@@ -102,33 +102,33 @@ def gather(course: Path, assignment: str, out: Path, db_url: str | None, submiss
     everyone = sorted(set(in_gradebook) | set(ledger.done) | set(handed_in or ()))
     missing = sorted(set(everyone) - set(in_gradebook))
 
-    # each student's feedback, autograded notebooks and log in one place
-    for sid in everyone:
+    # each student's feedback, autograded notebooks and log in one place, by its key (an odd id's safe name)
+    for key in (Student(sid).key for sid in everyone):
         for kind in ("feedback", "autograded"):
-            src = _newest([f / kind / sid / assignment for f in folders])
+            src = _newest([f / kind / key / assignment for f in folders])
             if src is not None:
-                _replace_tree(src, out / kind / sid / assignment)
-        log = _newest([f / "logs" / f"{sid}.log" for f in folders])
-        if log is not None and log.resolve() != (out / "logs" / f"{sid}.log").resolve():
+                _replace_tree(src, out / kind / key / assignment)
+        log = _newest([f / "logs" / f"{key}.log" for f in folders])
+        if log is not None and log.resolve() != (out / "logs" / f"{key}.log").resolve():
             (out / "logs").mkdir(exist_ok=True)
-            shutil.copy2(log, out / "logs" / f"{sid}.log")
+            shutil.copy2(log, out / "logs" / f"{key}.log")
 
     # grades.csv over every shard: nbgrader export of the gradebook, in a scratch course of its own
     with tempfile.TemporaryDirectory(prefix="bn-gather-") as tmp:
-        cg.write_config(Path(tmp), opts, db)
+        write_config(Path(tmp), opts, db)
         partial = out / ".grades.csv.tmp"
-        proc = cg.run_nbgrader(Path(tmp), "export", "--to", str(partial), f"--CourseDirectory.db_url={db}")
+        proc = run_nbgrader(Path(tmp), "export", "--to", str(partial), f"--CourseDirectory.db_url={db}")
         if proc.returncode != 0:
-            raise cg.GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
+            raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
         os.replace(partial, out / "grades.csv")
 
     values = list(summaries.values())
     opts.workers = max((s.get("workers", 0) for s in values), default=0)
     opts.sandbox = all(s.get("sandbox", False) for s in values) if values else False
     canary = next((s["canary"] for s in values if s.get("canary")), None)
-    summary = cg.summarize(
+    summary = summarize(
         opts,
-        [cg.Student(sid) for sid in everyone],
+        [Student(sid) for sid in everyone],
         ledger,
         sum(s.get("graded_now", 0) for s in values),
         sum(s.get("skipped_already_graded", 0) for s in values),
@@ -153,7 +153,7 @@ def gather(course: Path, assignment: str, out: Path, db_url: str | None, submiss
 
 
 def summary_text(summary: dict) -> str:
-    text = _classgrade().summary_text(summary)
+    text = run_summary_text(summary)
     lines = ["", f"## Shards ({len(summary['shards'])}; seconds is the longest task's)", ""]
     for key, s in summary["shards"].items():
         state = f"{s['graded_now']} graded by its last run, {s['seconds']} s" if s["finished"] else "did not finish"
@@ -167,13 +167,12 @@ def summary_text(summary: dict) -> str:
 
 
 def main(args) -> int:
-    cg = _classgrade()
     out = Path(args.out or f"build/autograde/{args.assignment}")
     try:
         summary = gather(
             Path(args.course), args.assignment, out, args.db_url, Path(args.submissions) if args.submissions else None
         )
-    except cg.GradingError as exc:
+    except GradingError as exc:
         print(exc, file=sys.stderr)
         return 2
     print(summary_text(summary))

@@ -15,13 +15,15 @@ A class is split into K shards by a hash of the student id (``discover``); shard
 
 Tasks of one class share one ``--out`` (a shared filesystem) and one gradebook (``--db-url``, PostgreSQL).
 With K > 1 a task writes only below ``OUT/shards/I-of-K/`` (its ledger, logs, feedback, autograded notebooks,
-grades.csv and summary), and its scratch folder is ``OUT/shards/I-of-K/work/<host>-<pid>/``, so neither
-two shards nor two runs of the same shard (a task the scheduler retried while the first still ran) write
-the same file. ``python -m grader gather`` brings the shards together (``grader/autograde/gather.py``).
+grades.csv and summary, and its ``.lock``: one run per shard folder, ``grader.autograde.run.out_lock``),
+and its scratch folder is ``OUT/shards/I-of-K/work/<host>-<pid>-<r>/``, so two shards never write the same
+file, and a run of a shard removes the scratch a killed run of it left. ``python -m grader gather`` brings
+the shards together (``grader/autograde/gather.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import re
@@ -39,8 +41,9 @@ SHARDS_FOLDER = "shards"
 NAME = re.compile(r"^(\d+)-of-(\d+)$")
 
 
-class ShardError(ValueError):
-    """``--shard auto`` found no scheduler array in the environment, or one it cannot number."""
+class ShardError(argparse.ArgumentTypeError, ValueError):
+    """A bad ``--shard`` (argparse shows this message), or ``--shard auto`` found no scheduler array in the
+    environment, or one it cannot number."""
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -202,7 +205,8 @@ def folders(out: Path) -> list[Path]:
 
 @contextmanager
 def student_lock(db_url: str, student: str):
-    """Two runs of one shard at once (a retried task whose first run still goes on) merge a student in turn.
+    """Whoever merges a student into a shared gradebook does it alone (the shard folder's lock keeps a second
+    run of one shard out; this holds also where that lock does not, e.g. two --out folders of one class).
 
     A PostgreSQL advisory lock keyed by the student id, held while the student's submission is replaced;
     SQLite needs none (one writer at a time, and one machine).

@@ -12,17 +12,14 @@ This module reads the instructor's source notebooks; it holds no solution itself
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
-from .course import ASSIGNMENT, REPO, SOLUTION_MARKERS
+from ..cells import without_hidden_tests, without_solution_markers
+from .course import ASSIGNMENT, REPO, CourseError
 
 KEYS = REPO / "notebooks"
-HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S)
 # what every committed notebook keeps of the notebook metadata: the kernel and the language, no versions
 CLEAN_METADATA = {
     "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
@@ -34,7 +31,7 @@ def key_source(source_nb) -> nbformat.NotebookNode:
     """The unexecuted key of a source notebook: solutions kept, markers and hidden tests removed."""
     nb = nbformat.v4.new_notebook(metadata=dict(CLEAN_METADATA))
     for cell in source_nb.cells:
-        text = HIDDEN_TESTS.sub("", SOLUTION_MARKERS.sub("", cell.source)).rstrip()
+        text = without_hidden_tests(without_solution_markers(cell.source)).rstrip()
         if cell.cell_type == "code":
             new = nbformat.v4.new_code_cell(text)
         elif cell.cell_type == "markdown":
@@ -49,7 +46,7 @@ def key_source(source_nb) -> nbformat.NotebookNode:
 def key_environment() -> dict[str, str]:
     """Keys show the student's full run (no grading mode, even when written from a CI shell or a test), with
     a text progress bar: a stored widget shows nothing to a reader."""
-    from .training import GRADING_ENV, PROGRESS_ENV
+    from ..training import GRADING_ENV, PROGRESS_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NBGRADER_EXECUTION", GRADING_ENV)}
     env[PROGRESS_ENV] = "text"
@@ -57,17 +54,14 @@ def key_environment() -> dict[str, str]:
 
 
 def execute(nb, cwd: Path, timeout: int = 900) -> nbformat.NotebookNode:
-    """Run ``nb`` in a fresh python3 kernel of this environment and return it with its outputs."""
-    saved, env = dict(os.environ), key_environment()
-    os.environ.clear()
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
-        ).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """Run ``nb`` in a fresh python3 kernel of this environment (``key_environment``) and return it with its
+    outputs."""
+    from nbclient import NotebookClient  # a kernel: only this command needs it
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
+    ).execute(env=key_environment())  # the kernel's environment (jupyter_client's start_kernel(env=...))
     nb.metadata = nbformat.from_dict(dict(CLEAN_METADATA))  # nbclient adds the Python version: keep keys portable
     # one stream per cell, as a reader sees it: flushes merged, a progress bar's \r updates reduced to the last
     CoalesceStreamsPreprocessor().preprocess(nb, {})
@@ -95,3 +89,14 @@ def write_keys(names: list[str] | None = None, out: Path = KEYS, say=print) -> l
         nbformat.write(nb, target)
         written.append(target)
     return written
+
+
+def cmd_keys(args) -> int:
+    """Write the answer keys in notebooks/: the source notebooks solved, hidden tests out, executed."""
+    try:
+        written = write_keys(args.names or None)
+    except ValueError as exc:
+        raise CourseError(str(exc)) from None
+    for path in written:
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0

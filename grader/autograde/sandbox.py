@@ -1,7 +1,7 @@
 """The kernel that runs a student's notebook during ``python -m grader autograde``: sandboxed and limited.
 
 A student's notebook is untrusted code. Each student's kernels run under bubblewrap (``bwrap``, Debian
-package ``bubblewrap``): the student's zygote and the kernels forked from it (``grader.zygote``), or with
+package ``bubblewrap``): the student's zygote and the kernels forked from it (``grader.autograde.zygote``), or with
 ``--fresh-kernels`` each kernel in a sandbox of its own:
 
 - the whole system read-only (``--ro-bind / /``), with a private ``/tmp``, ``/dev`` and ``/proc``;
@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..paths import NAMES_ENV_VAR, REPO
+
 KERNEL_NAME = "backprop-ninja-sandbox"
 
 
@@ -41,14 +43,14 @@ class SandboxError(RuntimeError):
 
 def _needed_under_tmp() -> list[str]:
     """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there): the
-    Python installation, this package's checkout, the data set named by BACKPROP_NINJA_NAMES."""
+    Python installation, this package's checkout, the data set named by ``grader.paths.NAMES_ENV_VAR``."""
     tmp = Path("/tmp").resolve()
     needed = [
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
-        Path(__file__).resolve().parent.parent,
-        os.environ.get("BACKPROP_NINJA_NAMES") or "",
+        REPO,
+        os.environ.get(NAMES_ENV_VAR) or "",
     ]
     out: list[Path] = []
     for path in sorted((Path(p).resolve() for p in needed if p and Path(p).exists()), key=lambda p: len(p.parts)):
@@ -57,8 +59,14 @@ def _needed_under_tmp() -> list[str]:
     return [str(p) for p in out]
 
 
-def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[str]:
-    """bwrap's arguments (without the command) for the rules of the module docstring."""
+def bwrap_args(
+    writable: list[Path], hidden: list[Path], runtime: Path, private: dict[Path, Path] | None = None
+) -> list[str]:
+    """bwrap's arguments (without the command) for the rules of the module docstring.
+
+    ``private`` maps a host folder to the path where the kernel sees it instead of what is there (the
+    kernel's working folder: nbgrader's autograded folder, which the grading process writes after the
+    kernel, is never the folder the kernel writes into)."""
     args = [
         "bwrap",
         "--ro-bind",
@@ -86,6 +94,8 @@ def bwrap_args(writable: list[Path], hidden: list[Path], runtime: Path) -> list[
     for path in [runtime, *writable]:
         path = Path(path).resolve()
         args += ["--bind", str(path), str(path)]
+    for host, seen_as in (private or {}).items():
+        args += ["--bind", str(Path(host).resolve()), str(Path(seen_as).resolve())]
     for path in readonly:  # after the binds inside them: the empty folders become read-only too
         args += ["--remount-ro", path]
     return args
@@ -99,6 +109,7 @@ def kernelspec(
     writable: list[Path],
     hidden: list[Path],
     runtime: Path,
+    private: dict[Path, Path] | None = None,
     python: str = sys.executable,
     zygote: list[str] | None = None,
     env: dict[str, str] | None = None,
@@ -107,8 +118,8 @@ def kernelspec(
     ``env``: more environment for the kernel (over the defaults below).
 
     With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
-    ``grader.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
-    start, and the kernelspec's command is its client (see grader/zygote.py)."""
+    ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading
+    process to start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
@@ -119,13 +130,13 @@ def kernelspec(
         inner = [python, "-m", "ipykernel_launcher", *kernel_args]
     else:
         socket_path = str(Path(runtime).resolve() / "zygote")
-        inner = [python, "-m", "grader.zygote", "serve", socket_path, *zygote]
-    wrapped = bwrap_args(writable, hidden, runtime) + inner if sandbox else inner
-    limited = [python, "-m", "grader.sandbox", "--memory", str(memory_bytes), "--", *wrapped]
+        inner = [python, "-m", "grader.autograde.zygote", "serve", socket_path, *zygote]
+    wrapped = bwrap_args(writable, hidden, runtime, private) + inner if sandbox else inner
+    limited = [python, "-m", "grader.autograde.sandbox", "--memory", str(memory_bytes), "--", *wrapped]
     if zygote is None:
         argv = limited
     else:
-        argv = [python, "-m", "grader.zygote", "connect", socket_path, "--", *kernel_args]
+        argv = [python, "-m", "grader.autograde.zygote", "connect", socket_path, "--", *kernel_args]
         (folder / "zygote.json").write_text(json.dumps({"argv": limited, "socket": socket_path}, indent=1))
     spec = {
         "argv": argv,
@@ -214,7 +225,7 @@ def die_with_parent() -> None:
 
 
 def main(argv=None) -> int:
-    """``python -m grader.sandbox --memory BYTES -- COMMAND...``: set the limits, then exec COMMAND."""
+    """``python -m grader.autograde.sandbox --memory BYTES -- COMMAND...``: set the limits, then exec COMMAND."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--")
     options, command = argv[:split], argv[split + 1 :]

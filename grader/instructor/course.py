@@ -8,32 +8,27 @@ this checkout's layout: ``nbgrader_config.py``, ``source/<assignment>/``, ``rele
 from __future__ import annotations
 
 import copy
-import html
-import os
-import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parent.parent
+from ..autograde.gradebook import CellScore
+from ..autograde.gradebook import scores as gradebook_scores
+from ..autograde.worker import tool_env
+from ..cells import SOLUTION_MARKERS, grade_id, nbgrader_meta, without_solution_markers  # noqa: F401 (SOLUTION_MARKERS: re-exported)
+from ..paths import REPO
+
 ASSIGNMENT = "backprop_ninja"
-SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 
 class CourseError(RuntimeError):
     """An nbgrader step failed; the message carries its output."""
-
-
-def tool_env() -> dict[str, str]:
-    """The environment for nbgrader: it runs `alembic` from PATH, so put this Python's bin first."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
 
 
 def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -99,7 +94,7 @@ def sync_release(course: Path, repo: Path = REPO, assignment: str = ASSIGNMENT) 
 
 
 @dataclass
-class Student:
+class DemoStudent:
     """One entry of source/demo_class.toml (see the comments at its top)."""
 
     id: str
@@ -119,12 +114,12 @@ class Student:
         return [n for n in all_notebooks if n in touched] if touched else list(all_notebooks)
 
 
-def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: bool = False) -> list[Student]:
+def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: bool = False) -> list[DemoStudent]:
     """The students of the demo class; with ``sandbox_only`` also those only the sandboxed command may grade."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
     students = [
-        Student(
+        DemoStudent(
             s["id"],
             s["base"],
             s["loses"],
@@ -139,16 +134,10 @@ def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: b
     return [s for s in students if sandbox_only or not s.sandbox_only]
 
 
-def _grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
 def solutions(source_nb) -> dict[str, str]:
     """Each answer cell's text with its solution, markers removed, by grade_id."""
     return {
-        _grade_id(c): SOLUTION_MARKERS.sub("", c.source)
-        for c in source_nb.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
+        grade_id(c): without_solution_markers(c.source) for c in source_nb.cells if nbgrader_meta(c).get("solution")
     }
 
 
@@ -157,8 +146,8 @@ def solved(release_nb, source_nb):
     nb = copy.deepcopy(release_nb)
     answers = solutions(source_nb)
     for cell in nb.cells:
-        if _grade_id(cell) in answers:
-            cell.source = answers[_grade_id(cell)]
+        if grade_id(cell) in answers:
+            cell.source = answers[grade_id(cell)]
     return nb
 
 
@@ -174,7 +163,7 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
         (
             i
             for i, c in enumerate(nb.cells)
-            if _grade_id(c) == edit["cell"] or (_grade_id(c) is None and c.get("id") == edit["cell"])
+            if grade_id(c) == edit["cell"] or (grade_id(c) is None and c.get("id") == edit["cell"])
         ),
         None,
     )
@@ -210,7 +199,7 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
         )
 
 
-def make_submission(course: Path, student: Student, assignment: str = ASSIGNMENT, out: Path | None = None) -> Path:
+def make_submission(course: Path, student: DemoStudent, assignment: str = ASSIGNMENT, out: Path | None = None) -> Path:
     """Write ``student``'s notebooks to ``course/submitted/<id>/<assignment>/`` (or ``out``).
 
     ``@COURSE@`` and ``@SUBMITTED@`` in an edit's text become the course's and the submissions' folders
@@ -246,7 +235,7 @@ def _place(value, places: dict[str, str]):
     return value
 
 
-def expected_lost(student: Student, cells: list[CellScore], all_notebooks: list[str]) -> set[str]:
+def expected_lost(student: DemoStudent, cells: list[CellScore], all_notebooks: list[str]) -> set[str]:
     """The test cells ``student`` must score 0 on: its ``loses``, and every cell of a notebook it did not hand in."""
     submitted = set(student.submits(all_notebooks))
     if student.loses == "all":
@@ -258,39 +247,23 @@ def expected_lost(student: Student, cells: list[CellScore], all_notebooks: list[
 # Results
 
 
-@dataclass
-class CellScore:
-    notebook: str
-    cell: str
-    score: float
-    max_score: float
-    needs_manual_grade: bool
-
-
 def scores(course: Path, assignment: str = ASSIGNMENT) -> dict[str, list[CellScore]]:
     """Every autograded student's score per test cell, read from the course's gradebook."""
-    from nbgrader.api import Gradebook
-
-    out: dict[str, list[CellScore]] = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for submission in gb.assignment_submissions(assignment):
-            cells = []
-            for nb in submission.notebooks:
-                for grade in nb.grades:
-                    cells.append(
-                        CellScore(
-                            nb.name,
-                            grade.name,
-                            float(grade.score),
-                            float(grade.max_score),
-                            bool(grade.needs_manual_grade),
-                        )
-                    )
-            out[submission.student.id] = cells
-    return out
+    return gradebook_scores(f"sqlite:///{course / 'gradebook.db'}", assignment)
 
 
 def feedback_text(course: Path, student: str, notebook: str, assignment: str = ASSIGNMENT) -> str:
     """The plain text of a student's feedback page (tags removed, entities decoded)."""
-    page = (course / "feedback" / student / assignment / f"{notebook}.html").read_text(encoding="utf-8")
-    return html.unescape(re.sub(r"<[^>]+>", "", page))
+    from ..autograde.feedback import text
+
+    return text((course / "feedback" / student / assignment / f"{notebook}.html").read_text(encoding="utf-8"))
+
+
+def cmd_release(args) -> int:
+    """Regenerate release/ from source/ with nbgrader generate_assignment."""
+    with tempfile.TemporaryDirectory(prefix="backprop-ninja-release-") as tmp:
+        c = new_course(Path(tmp) / "course")
+        generate_release(c)
+        changed = sync_release(c)
+    print(f"release/{ASSIGNMENT}: " + (f"updated {', '.join(changed)}" if changed else "up to date"))
+    return 0

@@ -2,9 +2,9 @@
 
 Plain nbgrader starts a new Python for every notebook, and every one of them pays for ``import torch``
 (about 2 s of CPU, a tenth of a student's grading here). During ``python -m grader autograde`` each
-student instead gets one *zygote*: a process in that student's sandbox (``grader.sandbox``: same
+student instead gets one *zygote*: a process in that student's sandbox (``grader.autograde.sandbox``: same
 bubblewrap rules, same memory limit) that imports ipykernel and the heavy libraries the notebooks
-import (``grader.classgrade.preload``), then waits. Every kernel of that student is ``os.fork()``-ed from it:
+import (``preload``), then waits. Every kernel of that student is ``os.fork()``-ed from it:
 
 - still a new process per notebook, as in plain nbgrader: no variable, cell or output of one notebook
   reaches the next. The zygote runs no torch operation before it forks (torch's thread pools start
@@ -15,7 +15,7 @@ import (``grader.classgrade.preload``), then waits. Every kernel of that student
   student's grading process (bwrap ``--die-with-parent``); each kernel dies with the zygote.
 
 Jupyter starts a kernel by running its kernelspec's command, watches that process and kills it to stop
-the kernel. That command is ``python -m grader.zygote connect SOCKET -- KERNEL-ARGS``: a small client
+the kernel. That command is ``python -m grader.autograde.zygote connect SOCKET -- KERNEL-ARGS``: a small client
 (outside the sandbox, it only talks over the Unix socket) that asks the zygote for a kernel with its own
 working folder and environment, and exits with that kernel's exit code. When the client is killed, its
 socket closes and the zygote kills the kernel. Protocol: one JSON line {"argv", "cwd", "env"} from the
@@ -35,6 +35,32 @@ import time
 # Libraries worth importing once per student (when a source notebook imports them). Only third-party
 # libraries with no state worth isolating; never the course's own package.
 PRELOADABLE = ("torch", "numpy", "matplotlib", "matplotlib.pyplot", "pandas", "scipy")
+
+
+def preload(source) -> list[str]:
+    """The libraries of ``PRELOADABLE`` that the notebooks in ``source`` (an assignment's source folder) import.
+    Runs in the class command's process, never in the zygote."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    found = set()
+    for path in sorted(Path(source).glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:  # IPython magics
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+    # a submodule preloads its package too; keep the list's order
+    return [m for m in PRELOADABLE if m in found or any(f.startswith(m + ".") for f in found)]
 
 
 def _orphans(kernels) -> list[int]:
@@ -109,7 +135,7 @@ def serve(path: str, preload: list[str]) -> int:
         try:
             __import__(name)
         except Exception as exc:  # a module that does not import is simply not preloaded
-            print(f"grader.zygote: not preloaded: {name} ({type(exc).__name__}: {exc})", file=sys.stderr)
+            print(f"grader.autograde.zygote: not preloaded: {name} ({type(exc).__name__}: {exc})", file=sys.stderr)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     os.rename(path + ".tmp", path)  # the socket appears only when the zygote is ready
@@ -173,7 +199,7 @@ def serve(path: str, preload: list[str]) -> int:
 
 
 def start(kernel_dir, env: dict | None = None, timeout: float | None = None):
-    """Start the zygote that ``kernel_dir/zygote.json`` describes (``grader.sandbox.kernelspec``), in the
+    """Start the zygote that ``kernel_dir/zygote.json`` describes (``grader.autograde.sandbox.kernelspec``), in the
     environment ``env`` (default: this process's) plus kernel.json's; return its process once it listens.
     Raises RuntimeError if it exits first, or is not listening after ``timeout`` seconds (then killed)."""
     import subprocess
@@ -205,7 +231,7 @@ def connect(path: str, argv: list[str], timeout: float = 120) -> int:
         except (FileNotFoundError, ConnectionRefusedError):
             s.close()
             if time.monotonic() > deadline:
-                print(f"grader.zygote: no zygote listening on {path} after {timeout:.0f} s", file=sys.stderr)
+                print(f"grader.autograde.zygote: no zygote listening on {path} after {timeout:.0f} s", file=sys.stderr)
                 return 1
             time.sleep(0.05)
     s.sendall((json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}) + "\n").encode())
@@ -224,7 +250,7 @@ def connect(path: str, argv: list[str], timeout: float = 120) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m grader.zygote serve SOCKET [MODULE...]`` or ``... connect SOCKET -- KERNEL-ARGS``."""
+    """``python -m grader.autograde.zygote serve SOCKET [MODULE...]`` or ``... connect SOCKET -- KERNEL-ARGS``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "serve":
         return serve(argv[1], argv[2:])

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import integrity
+from .. import integrity
+from ..cells import grade_id, has_hidden_tests, nbgrader_meta, without_hidden_tests
 
 # names an answer has no business touching: the grading harness and the interpreter's internals
 REACHING = {
@@ -58,14 +59,6 @@ class Report:
     repairs: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # notebooks not handed in (nbgrader scores them 0)
-
-
-def grade_id(cell) -> str | None:
-    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
-
-
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader") or {}
 
 
 def reaches(source: str) -> list[str]:
@@ -140,14 +133,14 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
             else:
                 cell.pop("outputs", None)
                 cell.pop("execution_count", None)
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("solution") and cell.cell_type == "code":
             for why in reaches(cell.source):
                 report.flags.append(f"{name}/{gid}: {why}")
     for gid, cell in source_cells.items():
         if gid in seen:
             continue
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("grade") and not meta.get("solution"):
             report.repairs.append(f"{name}: test cell {gid!r} was deleted: nbgrader puts it back and grades it")
         elif meta.get("solution"):
@@ -165,11 +158,10 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
                     report.flags.append(f"{name}/{label}: {why}")
     for cell in nb.cells:  # an edited locked cell is restored by nbgrader; say so
         gid = grade_id(cell)
-        if gid and _nbgrader(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():
-            if _nbgrader(cell).get("grade") and "BEGIN HIDDEN TESTS" in source_cells[gid].source:
+        if gid and nbgrader_meta(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():
+            if nbgrader_meta(cell).get("grade") and has_hidden_tests(source_cells[gid].source):
                 # a released test cell never shows its hidden part; compare what the student saw
-                visible = source_cells[gid].source.split("### BEGIN HIDDEN TESTS")[0].strip()
-                if cell.source.strip() == visible:
+                if cell.source.strip() == without_hidden_tests(source_cells[gid].source).strip():
                     continue
             report.repairs.append(f"{name}: locked cell {gid!r} was edited: nbgrader restores it")
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,191 @@
+"""The class command leaves the gradebook as plain `nbgrader autograde` would: a golden comparison.
+
+One class (on time, late and without a timestamp; a TA override and a manual comment; a resubmission;
+a ``--force``) is graded twice, by plain nbgrader in one copy of the course and by
+``python -m grader autograde`` in another, and the two gradebooks are compared field by field after
+each step. A course laid out like nbgrader's user guide (a header notebook named by the config, an
+image beside the notebooks, a manually graded answer) gets the same gradebook and CSV both ways.
+"""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
+
+from grader.instructor import course
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
+
+DUE = "2026-01-10 12:00:00"
+STAMPS = {"alice": "2026-01-10 11:00:00", "bob": "2026-01-11 15:30:00"}  # carol has no timestamp.txt
+LATE_CONFIG = 'c.LateSubmissionPlugin.penalty_method = "zero"\n'
+
+
+def gradebook(root: Path, assignment: str = "hw1") -> dict:
+    """Every field nbgrader keeps of every submission, by student."""
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for sub in gb.assignment_submissions(assignment):
+            out[sub.student.id] = {
+                "timestamp": str(sub.timestamp),
+                "notebooks": {
+                    nb.name: {
+                        "flagged": nb.flagged,
+                        "late_submission_penalty": nb.late_submission_penalty,
+                        "grades": {
+                            g.name: (g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade)
+                            for g in nb.grades
+                        },
+                        "comments": {c.name: (c.auto_comment, c.manual_comment) for c in nb.comments},
+                    }
+                    for nb in sub.notebooks
+                },
+            }
+    return out
+
+
+def export(root: Path, assignment: str = "hw1") -> list[dict]:
+    course.nbgrader(root, "export", "--to", str(root / "export.csv"))
+    with open(root / "export.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment]
+    return sorted(({k: v for k, v in r.items()} for r in rows), key=lambda r: r["student_id"])
+
+
+def class_command(c: Path, out: Path, *extra, assignment: str = "hw1"):
+    cmd = [sys.executable, "-m", "grader", "autograde", assignment, str(c / "submitted"), "--course", str(c)]
+    cmd += ["--out", str(out), "--workers", "2", "--no-progress", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env(), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+def override(root: Path, student: str) -> None:
+    """What a TA does in the formgrader: a manual score on a test cell, a comment on the answer, a flag."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        gb.find_grade("test_square", "squares", "hw1", student).manual_score = 1.5
+        gb.find_comment("square", "squares", "hw1", student).manual_comment = "see me about x**2"
+        gb.find_submission_notebook("squares", "hw1", student).flagged = True
+        gb.db.commit()
+
+
+def resubmit(root: Path, student: str, answer: str, stamp: str) -> None:
+    path = root / "submitted" / student / "hw1" / "squares.ipynb"
+    nb = json.loads(path.read_text())
+    (cell,) = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "square"]
+    cell["source"] = answer
+    path.write_text(json.dumps(nb))
+    (path.parent / "timestamp.txt").write_text(stamp)
+
+
+@pytest.fixture(scope="module")
+def two_courses(tmp_path_factory):
+    from nbgrader.api import Gradebook
+
+    root = tmp_path_factory.mktemp("fidelity")
+    plain = make_tiny_course(root / "plain", TINY_ANSWERS, config=LATE_CONFIG)
+    for student, stamp in STAMPS.items():
+        (plain / "submitted" / student / "hw1" / "timestamp.txt").write_text(stamp)
+    with Gradebook(f"sqlite:///{plain / 'gradebook.db'}") as gb:
+        gb.update_or_create_assignment("hw1", duedate=DUE)
+    mine = root / "mine"
+    shutil.copytree(plain, mine)
+    return root, plain, mine
+
+
+def test_late_on_time_and_no_timestamp_grade_the_same(two_courses):
+    root, plain, mine = two_courses
+    course.nbgrader(plain, "autograde", "hw1")
+    class_command(mine, root / "out")
+    assert gradebook(mine) == gradebook(plain)
+    late = gradebook(mine)["bob"]["notebooks"]["squares"]["late_submission_penalty"]
+    assert late == 1.0  # bob's 1 point, zeroed by penalty_method = zero
+    assert export(mine) == export(plain)
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert set(summary["late"]) == {"bob"} and summary["late"]["bob"]["seconds_late"] == pytest.approx(27 * 3600 + 1800)
+
+
+def test_an_override_survives_a_resubmission_as_in_nbgrader(two_courses):
+    root, plain, mine = two_courses
+    for c in (plain, mine):
+        override(c, "alice")
+        resubmit(c, "alice", "def square(x):\n    return x + x", "2026-01-10 11:30:00")
+    course.nbgrader(plain, "autograde", "hw1", "--force")
+    proc = class_command(mine, root / "out")
+    got, want = gradebook(mine), gradebook(plain)
+    assert got == want
+    assert got["alice"]["notebooks"]["squares"]["grades"]["test_square"][1] == 1.5  # the TA's score is kept
+    assert got["alice"]["notebooks"]["squares"]["grades"]["test_square"][3] is True  # and marked for review
+    assert got["alice"]["notebooks"]["squares"]["comments"]["square"][1] == "see me about x**2"
+    assert got["alice"]["notebooks"]["squares"]["flagged"] is True
+    assert export(mine) == export(plain)
+    review = json.loads((root / "out" / "summary.json").read_text())["review"]["alice"]
+    assert any("a manual score on squares/test_square (1.5) was kept" in why for why in review), review
+    assert "1 graded now" in proc.stdout  # only alice changed
+
+
+def test_force_regrades_everyone_and_keeps_what_people_wrote(two_courses):
+    root, plain, mine = two_courses
+    course.nbgrader(plain, "autograde", "hw1", "--force")
+    class_command(mine, root / "out", "--force")
+    assert gradebook(mine) == gradebook(plain)
+    assert export(mine) == export(plain)
+
+
+def user_guide_course(root: Path) -> Path:
+    """A course written the way nbgrader's user guide writes one: source/header.ipynb named by
+    IncludeHeaderFooter.header, an image beside the notebook, a manually graded answer, two students."""
+    nb = json.loads(json.dumps(TINY_SOURCE))
+    nb["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "id": "img", "source": "![logo](jupyter.png)"})
+    reads_the_image = json.loads(json.dumps(nb["cells"][-1]))  # a test cell: the kernel sees the files beside it
+    reads_the_image.update(id="t3", source='assert open("jupyter.png", "rb").read(4) == b"\\x89PNG"')
+    reads_the_image["metadata"]["nbgrader"].update(grade_id="test_image", points=1)
+    nb["cells"].append(reads_the_image)
+    nb["cells"].append(
+        {
+            "cell_type": "markdown",
+            "id": "m1",
+            "metadata": {
+                "nbgrader": {
+                    "grade": True,
+                    "grade_id": "explain",
+                    "locked": False,
+                    "points": 2,
+                    "schema_version": 3,
+                    "solution": True,
+                    "task": False,
+                }  # fmt: skip
+            },
+            "source": "Why is the square of a negative number positive?\n\nYOUR ANSWER HERE",
+        }
+    )
+    header = {
+        "cells": [{"cell_type": "markdown", "metadata": {}, "id": "h1", "source": "# Course header"}],
+        "metadata": nb["metadata"], "nbformat": 4, "nbformat_minor": 5,
+    }  # fmt: skip
+    files = {"source/header.ipynb": json.dumps(header).encode(), "source/hw1/jupyter.png": b"\x89PNG\r\n\x1a\n"}
+    answers = {"bitdiddle": TINY_ANSWERS["alice"], "hacker": TINY_ANSWERS["bob"]}
+    return make_tiny_course(root, answers, source=nb, config=HEADER_CONFIG, files=files)
+
+
+HEADER_CONFIG = 'c.IncludeHeaderFooter.header = "source/header.ipynb"\n'
+
+
+def test_a_user_guide_course_with_a_header_grades_the_same(tmp_path):
+    plain = user_guide_course(tmp_path / "plain")
+    mine = tmp_path / "mine"
+    shutil.copytree(plain, mine)
+    course.nbgrader(plain, "autograde", "hw1")
+    class_command(mine, tmp_path / "out")
+    assert gradebook(mine) == gradebook(plain)
+    grades = gradebook(mine)["bitdiddle"]["notebooks"]["squares"]["grades"]
+    assert grades["test_image"][0] == 1.0 and "explain" in grades
+    assert export(mine) == export(plain)
