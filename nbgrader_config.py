@@ -22,3 +22,10 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # A cell that prints without end must not flood the gradebook or the feedback.
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
+
+# The feedback page (grader/feedback_page.py): a head that names each graded cell with its score and its
+# verdict, the picture of the backward graph, formulas readable without MathJax, and no hidden test.
+# `python -m grader autograde` loads this file too, so both commands write the same page.
+from grader.feedback_page import configure  # noqa: E402
+
+configure(c)

@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from . import integrity
+from . import graph, integrity
 from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
 from .ipython import expect_names
 from .model import check_case
@@ -208,7 +208,7 @@ def verify(s: str, dt) -> None:
         raise AssertionError(verdict.message)
 
 
-def _print_rows(names, namespace: dict) -> int:
+def _print_rows(names, namespace: dict, verdicts: dict | None = None) -> int:
     """Print a row (and the hint, when wrong) for each of ``names`` as it is now; return how many pass."""
     history = integrity.kernel_history()
     passed = 0
@@ -218,6 +218,8 @@ def _print_rows(names, namespace: dict) -> int:
             print(f"{name:15s} | {key} is not defined yet (is its answer cell still the NotImplementedError() stub?)")
             continue
         verdict = judge(name, namespace[key], namespace, history)
+        if verdicts is not None:
+            verdicts[name] = verdict
         passed += verdict.ok
         print(verdict.row(name).splitlines()[0] + ("" if verdict.ok else f": {verdict.message}"))
     return passed
@@ -232,14 +234,16 @@ def check_stage(stage: str, namespace: dict | None = None) -> None:
     if stage not in STAGES:
         raise KeyError(f"{stage!r} is not a stage: {', '.join(STAGES)}")
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
-    _print_rows(STAGES[stage], namespace)
+    _print_rows(STAGES[stage], namespace, verdicts := {})
+    graph.show_exercise1(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 def table(namespace: dict | None = None) -> None:
     """Print all 26 rows for the gradients as they are now (``d`` + name in ``namespace``)."""
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
-    passed = _print_rows(ORDER, namespace)
+    passed = _print_rows(ORDER, namespace, verdicts := {})
     print(f"{passed} of {len(ORDER)} gradients pass")
+    graph.show_exercise1(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 expect_names([f"d{name}" for name in ORDER], "Its answer cell")

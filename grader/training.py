@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import checks
+from . import checks, graph
 from .checks import Context, Verdict, compare, report
 from .data import load_dataset
 from .functions import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
@@ -243,14 +243,15 @@ def check_first_batch(fn) -> None:
         print(error)
         return
     problem = _problem()
-    passed = 0
+    passed, verdicts = 0, {}
     for name in PARAM_NAMES:
-        verdict = _verdict(name, grads, case, "on the first batch", problem)
+        verdict = verdicts[name] = _verdict(name, grads, case, "on the first batch", problem)
         passed += verdict.ok
         print(verdict.row(name))
         if not verdict.ok:
             print(f"{'':15s}   {verdict.message}")
     print(f"{passed} of {len(PARAM_NAMES)} gradients pass")
+    graph.show_exercise4(verdicts)  # the graph with the seven parameters coloured, in a kernel only
 
 
 def check(s: str, fn, **network) -> None:

@@ -224,3 +224,159 @@ def test_validate_button_reports_every_failing_test_of_a_release_notebook(page, 
 def _artifact(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / name
+
+
+# ---------------------------------------------------------------------------------------------
+# The picture of the backward graph (grader.graph), in JupyterLab and in the feedback page
+
+ONE_MISTAKE = "dcounts-not-accumulated"  # source/demo_class.toml: dcounts wrong, everything below it right-from-wrong
+
+# the most frequent colour inside each node's box of the PNG as the browser decoded it (canvas pixels)
+BOX_COLOURS_JS = """(img, boxes) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const out = {};
+  for (const [name, [l, t, r, b]] of Object.entries(boxes)) {
+    const data = ctx.getImageData(l + 5, t + 4, r - l - 10, b - t - 8).data;
+    const counts = {};
+    for (let i = 0; i < data.length; i += 4) {
+      const key = data[i] + ',' + data[i + 1] + ',' + data[i + 2];
+      counts[key] = (counts[key] || 0) + 1;
+    }
+    out[name] = Object.entries(counts).sort((a, b) => b[1] - a[1])[0][0].split(',').map(Number);
+  }
+  return out;
+}"""
+
+
+def _nearest_status(rgb):
+    from grader import graph
+
+    def dist(hex_colour):
+        return sum((a - int(hex_colour[i : i + 2], 16)) ** 2 for a, i in zip(rgb, (1, 3, 5), strict=True))
+
+    return min(graph.LEGEND, key=lambda k: dist(graph.FILLS[k]))
+
+
+def _one_mistake_notebook(root: Path, name: str) -> Path:
+    release = nbformat.read(root / "release" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    source = nbformat.read(root / "source" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    nb = course.solved(release, source)
+    for edit in next(s for s in course.demo_class() if s.id == ONE_MISTAKE).edits:
+        course.apply_edit(nb, edit, source)
+    path = root / name
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_student_with_one_wrong_gradient_sees_where_it_entered_in_the_picture(page, lab):
+    from grader import graph
+
+    _one_mistake_notebook(lab["root"], "one-mistake.ipynb")
+    open_notebook(page, lab, "one-mistake.ipynb")
+    first = cell(page, "ds = grader.load_dataset()").locator(".jp-InputPrompt")
+    for attempt in range(3):  # a Run All clicked while the kernel is still settling is sometimes lost: click again
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator("li[data-command='runmenu:run-all']").click()
+        try:
+            expect(first).to_contain_text(re.compile(r"\[(\*|\d+)\]"), timeout=30_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+    summary = cell(page, "grader.atomic.table()")
+    try:
+        expect(summary.locator(".jp-OutputArea")).to_contain_text("25 of 26 gradients pass", timeout=300_000)
+    except AssertionError:
+        page.screenshot(path=_artifact("student-graph-failed.png"), full_page=True)
+        raise
+    picture = summary.locator(".jp-OutputArea img")
+    expect(picture).to_be_visible()
+    assert picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == list(graph.image_size())
+    colours = picture.evaluate(BOX_COLOURS_JS, graph.boxes())
+    seen = {name: _nearest_status(rgb) for name, rgb in colours.items() if name != "loss"}
+    assert seen["counts"] == graph.WRONG
+    for name in ("logprobs", "probs", "counts_sum_inv", "counts_sum", "b1"):
+        assert seen[name] == graph.RIGHT, name
+    for name in ("norm_logits", "logits", "h", "W2", "hpreact", "bnvar", "hprebn", "W1", "emb", "C"):
+        assert seen[name] == graph.CARRIED, name
+    # the text table is still there, above the picture, as it was
+    expect(summary.locator(".jp-OutputArea")).to_contain_text("FAIL: dcounts is wrong")
+    # a stage check draws it too
+    expect(cell(page, "grader.atomic.check_stage('embedding')").locator(".jp-OutputArea img")).to_be_visible()
+    picture.scroll_into_view_if_needed()
+    picture.screenshot(path=_artifact("student-graph.png"))  # as JupyterLab shows it (the rows are text, above)
+
+
+@pytest.fixture(scope="module")
+def feedback(tmp_path_factory):
+    """A demo student with one mistake in Exercise 1, graded by plain nbgrader: its feedback page."""
+    import dataclasses
+
+    root = course.new_course(tmp_path_factory.mktemp("feedback") / "course")
+    course.generate_release(root)
+    s = dataclasses.replace(
+        next(x for x in course.demo_class() if x.id == ONE_MISTAKE), notebooks=[NOTEBOOK]
+    )  # one notebook: a fast autograde
+    course.make_submission(root, s)
+    course.nbgrader(root, "autograde", course.ASSIGNMENT, "--student", s.id, "--force")
+    course.nbgrader(root, "generate_feedback", course.ASSIGNMENT, "--student", s.id, "--force")
+    return root, root / "feedback" / s.id / course.ASSIGNMENT / f"{NOTEBOOK}.html"
+
+
+@pytest.mark.slow
+def test_feedback_page_names_each_graded_cell_with_its_verdict_and_shows_the_picture(feedback):
+    from grader.autograde import feedback as class_feedback
+
+    root, path = feedback
+    page = path.read_text(encoding="utf-8")
+    head = page.split('<div class="panel-body">', 1)[0]
+    rows = re.findall(r'<tr class="bn-(full|lost)" id="head-(test_\w+)">(.*?)</tr>', head, re.S)
+    assert len(rows) == 26
+    for status, grade_id, row in rows:
+        gradient = grade_id.removeprefix("test_")
+        assert f"<code>{gradient}</code>" in row, grade_id
+        if gradient == "dcounts":
+            assert status == "lost" and "0.0 / 1.0" in row and "dcounts is wrong" in row
+            assert "is also used by `counts_sum`" in html_unescape(row)
+        else:
+            assert status == "full" and "1.0 / 1.0" in row
+    assert "ok: this step is right; the difference comes from dcounts" in head
+    assert "short of points: " in head and 'href="#test_dcounts">dcounts</a>' in head
+    picture = re.search(r'<div class="bn-picture">\s*<img ([^>]*)>', head).group(1)
+    assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', picture)
+    assert "Wrong: dcounts." in picture and "25 of 26 right" in picture  # the alt text: the picture in words
+    # no hidden test, no MathJax from the network, and the formulas readable as they are
+    for line in class_feedback.hidden_lines(root / "source" / course.ASSIGNMENT):
+        assert line not in page
+    assert "BEGIN HIDDEN TESTS" not in page and "verify(" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from the network: no MathJax, no CDN
+    assert "$10^{-5}$" not in page
+    assert '<span class="math">10<sup>−5</sup></span>' in page or '<span class="math">10<sup>-5</sup></span>' in page
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+@pytest.mark.slow
+def test_feedback_page_in_a_browser(browser, feedback):
+    _, path = feedback
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    try:
+        page.goto(path.as_uri())
+        head = page.locator("#bn-head")
+        expect(head).to_contain_text("1 short of points: dcounts")
+        picture = head.locator(".bn-picture img")
+        expect(picture).to_be_visible()
+        assert picture.evaluate("img => img.naturalWidth") > 300  # the embedded PNG decoded
+        page.screenshot(path=_artifact("feedback-head.png"))
+    finally:
+        context.close()

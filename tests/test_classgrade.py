@@ -222,6 +222,15 @@ def test_the_feedback_never_shows_hidden_tests(graded):
         assert not [line for line in secret if line in text], page
 
 
+def test_the_feedback_head_is_the_course_configs(graded):
+    """The class command loads the course's nbgrader_config.py: its pages have the same head as plain nbgrader's."""
+    root = graded[0]
+    page = (root / "out" / "feedback" / "copies-grad" / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
+    head = page.split('<div class="panel-body">', 1)[0]
+    assert head.count('<tr class="bn-') == 26 and "<code>dlogprobs</code>" in head and "short of points" in head
+    assert re.search(r'<div class="bn-picture">\s*<img [^>]*src="data:image/png;base64,', head)
+
+
 def test_grades_csv_has_every_total(graded, scores):
     root = graded[0]
     with open(root / "out" / "grades.csv", newline="") as f:

@@ -82,7 +82,9 @@ def feedback_preprocessors() -> list:
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
-    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests]
+    from ..feedback_page import FeedbackHead  # the head: each graded cell with its verdict, and the picture
+
+    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FeedbackHead]
 
 
 def _was_cut(nb, n: int = MAX_OUTPUT_CHARS) -> bool:
