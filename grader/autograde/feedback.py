@@ -76,15 +76,18 @@ def autograde_preprocessors(configured: list | None = None) -> list:
     return [*(configured or Autograde.class_traits()["autograde_preprocessors"].default()), CapOutputs]
 
 
+FEEDBACK_HEAD = "grader.feedback_page.FeedbackHead"
+
+
 def feedback_preprocessors() -> list:
     """``GenerateFeedback.preprocessors``: the tests' visible part, the hints and pass/fail, never the hidden
     tests' source nor a traceback that quotes it."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
-    from ..feedback_page import FeedbackHead  # the head: each graded cell with its verdict, and the picture
-
-    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FeedbackHead]
+    # the head, each graded cell with its verdict and the picture: by its dotted name, which nbconvert imports
+    # (grader.feedback_page.configure uses this list: importing the class here would make a cycle)
+    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FEEDBACK_HEAD]
 
 
 def _was_cut(nb, n: int = MAX_OUTPUT_CHARS) -> bool:
