@@ -17,28 +17,11 @@ import torch
 
 from . import graph, integrity
 from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
+from .graph import ORDER, STAGES
 from .ipython import expect_names
 from .model import check_case
 
-# The lecture's order: each tensor comes after every tensor it flows into.
-STAGES = {
-    "cross-entropy": (
-        "logprobs",
-        "probs",
-        "counts_sum_inv",
-        "counts_sum",
-        "counts",
-        "norm_logits",
-        "logit_maxes",
-        "logits",
-    ),
-    "second linear layer": ("h", "W2", "b2"),
-    "tanh": ("hpreact",),
-    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
-    "first linear layer": ("embcat", "W1", "b1"),
-    "embedding": ("emb", "C"),
-}
-ORDER = tuple(name for names in STAGES.values() for name in names)
+# The lecture's order (grader.graph.STAGES: the picture's too): each tensor after every tensor it flows into.
 
 
 class Reference:
@@ -235,7 +218,7 @@ def check_stage(stage: str, namespace: dict | None = None) -> None:
         raise KeyError(f"{stage!r} is not a stage: {', '.join(STAGES)}")
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
     _print_rows(STAGES[stage], namespace, verdicts := {})
-    graph.show_exercise1(namespace, verdicts)  # the picture of the whole graph, in a kernel only
+    graph.show_exercise1(namespace, verdicts, judge)  # the picture of the whole graph, in a kernel only
 
 
 def table(namespace: dict | None = None) -> None:
@@ -243,7 +226,7 @@ def table(namespace: dict | None = None) -> None:
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
     passed = _print_rows(ORDER, namespace, verdicts := {})
     print(f"{passed} of {len(ORDER)} gradients pass")
-    graph.show_exercise1(namespace, verdicts)  # the picture of the whole graph, in a kernel only
+    graph.show_exercise1(namespace, verdicts, judge)  # the picture of the whole graph, in a kernel only
 
 
 expect_names([f"d{name}" for name in ORDER], "Its answer cell")

@@ -29,6 +29,26 @@ from dataclasses import dataclass
 
 from .model import PARAM_NAMES
 
+# The lecture's order: each tensor comes after every tensor it flows into.
+STAGES = {
+    "cross-entropy": (
+        "logprobs",
+        "probs",
+        "counts_sum_inv",
+        "counts_sum",
+        "counts",
+        "norm_logits",
+        "logit_maxes",
+        "logits",
+    ),
+    "second linear layer": ("h", "W2", "b2"),
+    "tanh": ("hpreact",),
+    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
+    "first linear layer": ("embcat", "W1", "b1"),
+    "embedding": ("emb", "C"),
+}
+ORDER = tuple(name for names in STAGES.values() for name in names)
+
 # ---------------------------------------------------------------------------------------------
 # The graph: Exercise 1's forward pass, from grader.model's ops (the names only; no tensor needed)
 
@@ -78,9 +98,7 @@ for _out, _inputs in EDGES:
 
 
 def order() -> tuple[str, ...]:
-    """The lecture's order of Exercise 1's 26 tensors (``grader.atomic.ORDER``): loss first, then backwards."""
-    from .atomic import ORDER
-
+    """The lecture's order of Exercise 1's 26 tensors (``ORDER``, also ``grader.atomic.ORDER``): loss first."""
     return ORDER
 
 
@@ -401,13 +419,13 @@ def show(statuses: dict[str, str], title: str = "", exercise: str = "") -> bool:
     return True
 
 
-def exercise1(namespace: dict, verdicts: dict) -> dict[str, str]:
+def exercise1(namespace: dict, verdicts: dict, judge) -> dict[str, str]:
     """Every tensor's status for the picture: ``verdicts`` (the rows just printed), the rest judged now.
 
     A gradient not in ``verdicts`` but defined in ``namespace`` is judged without being recorded
     (``record=False``), so the picture changes nothing that a later check sees.
     """
-    from . import atomic, integrity
+    from . import integrity
 
     history = None
     statuses = {}
@@ -417,17 +435,17 @@ def exercise1(namespace: dict, verdicts: dict) -> dict[str, str]:
         elif f"d{name}" in namespace:
             if history is None:
                 history = integrity.kernel_history()
-            statuses[name] = status(atomic.judge(name, namespace[f"d{name}"], namespace, history, record=False))
+            statuses[name] = status(judge(name, namespace[f"d{name}"], namespace, history, record=False))
         else:
             statuses[name] = UNDEFINED
     return statuses
 
 
-def show_exercise1(namespace: dict, verdicts: dict) -> bool:
+def show_exercise1(namespace: dict, verdicts: dict, judge) -> bool:
     """``check_stage`` and ``table``: the whole graph of Exercise 1, coloured by every gradient's verdict."""
     if not in_kernel():
         return False
-    return show(exercise1(namespace, verdicts), exercise="exercise1")
+    return show(exercise1(namespace, verdicts, judge), exercise="exercise1")
 
 
 def exercise4(verdicts: dict) -> dict[str, str]:
