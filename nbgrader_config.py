@@ -29,3 +29,14 @@ c.LimitOutput.max_traceback = 100
 from grader.feedback_page import configure  # noqa: E402
 
 configure(c)
+
+# The answer language (grader/answers.py): right after nbgrader has saved the automatic grades, the graded
+# cells that run after a cell outside it (an answer that reaches autograd, the grader or the interpreter's
+# internals) are held for manual grading, with the reason in the answer cell's comment
+# (grader/nbgrader_answers.py). A string, so this file loads without importing the course's package.
+from nbgrader.converters import Autograde  # noqa: E402
+from nbgrader.preprocessors import SaveAutoGrades  # noqa: E402
+
+_steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
+_after = _steps.index(SaveAutoGrades) + 1
+c.Autograde.autograde_preprocessors = [*_steps[:_after], "grader.nbgrader_answers.HoldForReview", *_steps[_after:]]

@@ -15,21 +15,19 @@ import sys
 
 import torch
 
-from . import graph, integrity
+from . import graph, integrity, owncode, rerun
 from .checks import Context, Verdict, batch_factors, built_with_autograd, compare, repeated_index_hint, report
-from .graph import ORDER, STAGES
 from .ipython import expect_names
-from .model import check_case
-
-# The lecture's order (grader.graph.STAGES: the picture's too): each tensor after every tensor it flows into.
+from .model import ORDER, STAGES, check_case  # noqa: F401 (grader.atomic.STAGES, ORDER: the notebooks' API)
+from .owncode import Missing
 
 
 class Reference:
     """The check network, built privately: its own data, parameters, batch and forward pass."""
 
-    def __init__(self) -> None:
-        case = check_case()
-        self.Xb, self.n, self.ops = case.Xb, case.n, case.ops
+    def __init__(self, case=None) -> None:
+        case = case if case is not None else check_case()
+        self.Xb, self.Yb, self.n, self.ops = case.Xb, case.Yb, case.n, case.ops
         self.values, self.grads = case.values, case.grads
 
     def uses(self, name: str):
@@ -111,7 +109,15 @@ def _integrity_problem(name: str, dt, history) -> str | None:
 
 
 def judge(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
-    """Judge ``dt`` as the gradient of ``name``, error carried forward."""
+    """Judge ``dt`` (or ``answer(...)``'s ``Missing``) as the gradient of ``name``: its value, error
+    carried forward, and the student's own code for it, re-run privately (``grader.owncode``)."""
+    if name not in ORDER:
+        raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
+    return owncode.judge(name, dt, namespace, history, record)
+
+
+def judge_value(name: str, dt, namespace: dict | None = None, history=None, record: bool = True) -> Verdict:
+    """Judge the value ``dt`` as the gradient of ``name``, error carried forward."""
     if name not in ORDER:
         raise KeyError(f"{name!r} is not one of the 26 tensors of Exercise 1: {', '.join(ORDER)}")
     ref = reference()
@@ -157,6 +163,7 @@ def reset() -> None:
     """Forget every recorded answer (the upstream gradients used for error carried forward)."""
     _submitted.clear()
     _roots.clear()
+    owncode.reset()
 
 
 def _remember(name: str, dt, true: torch.Tensor, record: bool, roots: tuple[str, ...]) -> None:
@@ -184,9 +191,24 @@ def cmp(s: str, dt, t=None) -> None:
     report(s, judge(s, dt, _caller_globals(), integrity.kernel_history()))
 
 
-def verify(s: str, dt) -> None:
-    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success."""
-    verdict = judge(s, dt, _caller_globals(), integrity.kernel_history())
+def answer(name: str):
+    """The notebook's ``name`` (e.g. ``answer('dbnvar_inv')``), or a ``Missing`` that the check re-runs.
+
+    A test cell reads the answer through it, so that a gradient whose cell crashed earlier is still
+    checked (its code is re-run privately) instead of the cell stopping at a NameError.
+    """
+    return sys._getframe(1).f_globals.get(name, Missing(name))
+
+
+def verify(s: str, dt=None) -> None:
+    """The hidden test: the same judgement as ``cmp``, from the grader itself; silent on success.
+
+    Without ``dt`` it reads ``d`` + ``s`` from the notebook itself (a ``Missing`` when undefined).
+    """
+    namespace = _caller_globals()
+    if dt is None:
+        dt = namespace.get(f"d{s}", Missing(f"d{s}"))
+    verdict = judge(s, dt, namespace, integrity.kernel_history())
     if not verdict.ok:
         raise AssertionError(verdict.message)
 
@@ -218,7 +240,7 @@ def check_stage(stage: str, namespace: dict | None = None) -> None:
         raise KeyError(f"{stage!r} is not a stage: {', '.join(STAGES)}")
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
     _print_rows(STAGES[stage], namespace, verdicts := {})
-    graph.show_exercise1(namespace, verdicts, judge)  # the picture of the whole graph, in a kernel only
+    _picture(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 def table(namespace: dict | None = None) -> None:
@@ -226,7 +248,36 @@ def table(namespace: dict | None = None) -> None:
     namespace = namespace if namespace is not None else sys._getframe(1).f_globals
     passed = _print_rows(ORDER, namespace, verdicts := {})
     print(f"{passed} of {len(ORDER)} gradients pass")
-    graph.show_exercise1(namespace, verdicts, judge)  # the picture of the whole graph, in a kernel only
+    _picture(namespace, verdicts)  # the picture of the whole graph, in a kernel only
 
 
 expect_names([f"d{name}" for name in ORDER], "Its answer cell")
+
+
+def statuses(namespace: dict, verdicts: dict) -> dict[str, str]:
+    """Every tensor's status for the picture (``grader.graph``): ``verdicts`` (the rows just printed), the
+    rest judged now, without being recorded (``record=False``), so the picture changes nothing that a later
+    check sees."""
+    history = None
+    out = {}
+    for name in ORDER:
+        if name in verdicts:
+            out[name] = graph.status(verdicts[name])
+        elif f"d{name}" in namespace:
+            if history is None:
+                history = integrity.kernel_history()
+            out[name] = graph.status(judge(name, namespace[f"d{name}"], namespace, history, record=False))
+        else:
+            out[name] = graph.UNDEFINED
+    return out
+
+
+def _picture(namespace: dict, verdicts: dict) -> bool:
+    """``check_stage`` and ``table``: the whole graph of Exercise 1, coloured by every gradient's verdict."""
+    if not graph.in_kernel():
+        return False
+    return graph.show(statuses(namespace, verdicts), exercise="exercise1")
+
+
+rerun.install()
+owncode.bind(sys.modules[__name__])

@@ -268,15 +268,24 @@ class FeedbackHead(Preprocessor):
         return nb, resources
 
 
+def feedback_preprocessors() -> list:
+    """``GenerateFeedback.preprocessors``, for plain nbgrader and the class command alike: the tests' visible
+    part, the hints and pass/fail, never the hidden tests' source nor a traceback that quotes it; then the head."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+    from .autograde.feedback import ShortTracebacks
+
+    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FeedbackHead]
+
+
 def configure(c) -> None:
     """Make ``nbgrader generate_feedback`` write this course's feedback page (called by nbgrader_config.py).
 
-    The preprocessors are the class command's (``grader.autograde.feedback.feedback_preprocessors``: nbgrader's
+    The preprocessors are the class command's (``feedback_preprocessors``: nbgrader's
     grades and CSS, tracebacks of hidden tests cut, hidden tests cleared) and FeedbackHead; the template
     is nbgrader's feedback template with the new head. ``python -m grader autograde`` loads this config.
     """
-    from .autograde.feedback import feedback_preprocessors
-
     # the class command's list (grades, CSS, tracebacks cut, hidden tests cleared), which ends with FeedbackHead
     c.GenerateFeedback.preprocessors = feedback_preprocessors()
     c.GenerateFeedback.exporter_class = FeedbackExporter

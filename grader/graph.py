@@ -15,7 +15,8 @@ be tested without drawing:
 * ``draw`` / ``png`` / ``show``: matplotlib (no system binary, no graphviz), a fixed layout computed
   from the lecture's order (``layout``), so the same verdicts always give the same picture.
 
-``grader.atomic.check_stage`` and ``table`` show it, and so does ``grader.training.check_first_batch``
+``grader.atomic.check_stage`` and ``table`` show it (``grader.atomic.statuses``), and so does
+``grader.training.check_first_batch``
 (for the seven parameters: Exercise 4 returns no intermediate gradient to judge). It is shown only
 in an IPython kernel (JupyterLab, nbgrader, nbval, the answer keys), never printed as text, so the
 text table stays byte for byte what it was; under nbgrader it is drawn too, since the feedback page
@@ -27,27 +28,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from .model import PARAM_NAMES
-
-# The lecture's order: each tensor comes after every tensor it flows into.
-STAGES = {
-    "cross-entropy": (
-        "logprobs",
-        "probs",
-        "counts_sum_inv",
-        "counts_sum",
-        "counts",
-        "norm_logits",
-        "logit_maxes",
-        "logits",
-    ),
-    "second linear layer": ("h", "W2", "b2"),
-    "tanh": ("hpreact",),
-    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
-    "first linear layer": ("embcat", "W1", "b1"),
-    "embedding": ("emb", "C"),
-}
-ORDER = tuple(name for names in STAGES.values() for name in names)
+from .ipython import in_kernel
+from .model import ORDER, PARAM_NAMES
 
 # ---------------------------------------------------------------------------------------------
 # The graph: Exercise 1's forward pass, from grader.model's ops (the names only; no tensor needed)
@@ -98,7 +80,7 @@ for _out, _inputs in EDGES:
 
 
 def order() -> tuple[str, ...]:
-    """The lecture's order of Exercise 1's 26 tensors (``ORDER``, also ``grader.atomic.ORDER``): loss first."""
+    """The lecture's order of Exercise 1's 26 tensors (``grader.model.ORDER``): loss first, then backwards."""
     return ORDER
 
 
@@ -368,15 +350,6 @@ def boxes() -> dict[str, tuple[int, int, int, int]]:
 METADATA_KEY = "backprop_ninja/graph"  # marks the picture's output (grader.feedback_page finds it there)
 
 
-def in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
 def alt_text(statuses: dict[str, str], title: str = "") -> str:
     """The picture in words (its alt text): the title, and which gradients are wrong."""
     wrong = [f"d{n}" for n in order() if statuses.get(n) == WRONG]
@@ -417,35 +390,6 @@ def show(statuses: dict[str, str], title: str = "", exercise: str = "") -> bool:
     metadata = {"image/png": {"alt": alt_text(statuses, title)}, METADATA_KEY: exercise or "graph"}
     display(Image(data=data, format="png"), metadata=metadata)
     return True
-
-
-def exercise1(namespace: dict, verdicts: dict, judge) -> dict[str, str]:
-    """Every tensor's status for the picture: ``verdicts`` (the rows just printed), the rest judged now.
-
-    A gradient not in ``verdicts`` but defined in ``namespace`` is judged without being recorded
-    (``record=False``), so the picture changes nothing that a later check sees.
-    """
-    from . import integrity
-
-    history = None
-    statuses = {}
-    for name in order():
-        if name in verdicts:
-            statuses[name] = status(verdicts[name])
-        elif f"d{name}" in namespace:
-            if history is None:
-                history = integrity.kernel_history()
-            statuses[name] = status(judge(name, namespace[f"d{name}"], namespace, history, record=False))
-        else:
-            statuses[name] = UNDEFINED
-    return statuses
-
-
-def show_exercise1(namespace: dict, verdicts: dict, judge) -> bool:
-    """``check_stage`` and ``table``: the whole graph of Exercise 1, coloured by every gradient's verdict."""
-    if not in_kernel():
-        return False
-    return show(exercise1(namespace, verdicts, judge), exercise="exercise1")
 
 
 def exercise4(verdicts: dict) -> dict[str, str]:

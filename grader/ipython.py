@@ -50,7 +50,8 @@ def install() -> None:
         shell.set_custom_exc((NameError,), _handler)
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """True inside an IPython kernel (JupyterLab, nbgrader, nbval), not in a terminal or a plain script."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
@@ -68,7 +69,7 @@ def progress(steps):
     """
     from tqdm import std
 
-    if _in_kernel() and not grading_mode() and os.environ.get(PROGRESS_ENV) != "text":
+    if in_kernel() and not grading_mode() and os.environ.get(PROGRESS_ENV) != "text":
         try:
             from tqdm import notebook
 

@@ -8,6 +8,7 @@ here knows a gradient formula: every gradient the grader uses comes from ``torch
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Op:
     out: str
     fn: Callable[..., torch.Tensor]
 
-    @property
+    @functools.cached_property
     def inputs(self) -> tuple[str, ...]:
         return tuple(inspect.signature(self.fn).parameters)
 
@@ -127,12 +128,12 @@ class Case:
         """The tensors ``names`` of this forward pass (``"Xb"`` and ``"Yb"`` are the batch), in that order."""
         return tuple(getattr(self, name) if name in ("Xb", "Yb") else self.values[name] for name in names)
 
-    def path_gradient(self, wrt: str, hold=()) -> torch.Tensor:
-        """d loss / d ``wrt`` along only some paths: the tensors named in ``hold`` are held constant.
+    def rerun(self, wrt: str, hold=(), until: str | None = None) -> dict[str, torch.Tensor]:
+        """The forward pass again from a fresh leaf copy of ``wrt``, with autograd recording.
 
-        The forward pass is re-run from ``wrt`` on detached copies, and autograd differentiates
-        it; a held tensor is recomputed but detached, so no gradient flows back through it.
-        ``path_gradient(wrt)`` with nothing held is ``grads[wrt]``.
+        Only the tensors that depend on ``wrt`` are recomputed (every other one is this case's own,
+        detached); a tensor named in ``hold`` is recomputed but detached, so no gradient flows back
+        through it; with ``until`` the pass stops once that tensor is made.
         """
         with torch.enable_grad():
             values = dict(self.values)
@@ -144,9 +145,19 @@ class Case:
                     values[op.out] = out.detach() if op.out in hold else out
                     if op.out not in hold:
                         live.add(op.out)
-            if "loss" not in live:
-                return torch.zeros_like(self.values[wrt])
-            (grad,) = torch.autograd.grad(values["loss"], values[wrt])
+                if op.out == until:
+                    break
+        return values
+
+    def path_gradient(self, wrt: str, hold=()) -> torch.Tensor:
+        """d loss / d ``wrt`` along only some paths: the tensors named in ``hold`` are held constant.
+
+        ``path_gradient(wrt)`` with nothing held is ``grads[wrt]``.
+        """
+        values = self.rerun(wrt, hold)
+        if not values["loss"].requires_grad:  # every path from wrt to the loss is held
+            return torch.zeros_like(self.values[wrt])
+        (grad,) = torch.autograd.grad(values["loss"], values[wrt])
         return grad
 
 
@@ -205,3 +216,24 @@ def random_case(
         scale = max_logit / forward_case(params, Xb, Yb).values["logits"].abs().max()
         params["W2"], params["b2"] = params["W2"] * scale, params["b2"] * scale
     return forward_case(params, Xb, Yb)
+
+
+# Exercise 1's 26 tensors by stage, in the lecture's order: each tensor comes after every tensor it flows into.
+STAGES = {
+    "cross-entropy": (
+        "logprobs",
+        "probs",
+        "counts_sum_inv",
+        "counts_sum",
+        "counts",
+        "norm_logits",
+        "logit_maxes",
+        "logits",
+    ),
+    "second linear layer": ("h", "W2", "b2"),
+    "tanh": ("hpreact",),
+    "batchnorm": ("bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
+    "first linear layer": ("embcat", "W1", "b1"),
+    "embedding": ("emb", "C"),
+}
+ORDER = tuple(name for names in STAGES.values() for name in names)

@@ -8,18 +8,24 @@ from pathlib import Path
 
 import nbformat
 
+from grader import rerun
 from grader.cells import without_solution_markers
 from grader.instructor import course
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT
+RELEASE = Path(course.REPO) / "release" / course.ASSIGNMENT
 
 
-def run_cells(notebook: str = "01_atomic_backprop", edits=()) -> dict:
+def run_cells(notebook: str = "01_atomic_backprop", edits=(), base: str = "solution") -> dict:
     """Execute every code cell but the test cells and the summary; return the namespace.
 
-    ``ns["__cells__"]`` holds the sources that ran, in order, like the kernel's input history.
+    ``base`` is a demo student's: "solution" (source/, the solutions in) or "release" (the stubs).
+
+    ``ns["__cells__"]`` holds the sources that ran, in order, like the kernel's input history. A cell
+    that raises stops there, as in the kernel, and its error is recorded as the kernel's hook would
+    (``grader.rerun.record_crash``); the next cells still run.
     """
-    nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
+    nb = nbformat.read((SOURCE if base == "solution" else RELEASE) / f"{notebook}.ipynb", as_version=4)
     for edit in edits:
         if edit["notebook"] == notebook:
             course.apply_edit(nb, edit, nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4))
@@ -30,8 +36,11 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=()) -> dict:
         if cell.cell_type != "code" or meta.get("grade") or meta.get("grade_id") == "summary":
             continue
         source = without_solution_markers(cell.source)
-        exec(compile(source, meta.get("grade_id", "cell"), "exec"), ns)
         cells.append(source)
+        try:
+            exec(compile(source, meta.get("grade_id", "cell"), "exec"), ns)
+        except Exception as exc:  # noqa: BLE001 - a student's cell that raises
+            rerun.record_crash(len(cells) - 1, exc)
     ns["__cells__"] = cells
     return ns
 

@@ -11,7 +11,7 @@ from grader.instructor import course
 STUDENTS = [
     s
     for s in course.demo_class()
-    if s.base == "solution" and all(e["notebook"] == "01_atomic_backprop" for e in s.edits)
+    if s.edits and s.loses != "all" and all(e["notebook"] == "01_atomic_backprop" for e in s.edits)
 ]
 
 
@@ -23,16 +23,16 @@ def fresh_records():
 
 
 def judge_all(ns):
-    """Judge all 26 gradients in the lecture's order, as the test cells do."""
-    return {name: judge(name, ns.get(f"d{name}"), ns, ns["__cells__"]) for name in ORDER}
+    """Judge all 26 gradients in the lecture's order, as the test cells do (``atomic.answer``)."""
+    return {name: judge(name, ns.get(f"d{name}", atomic.Missing(f"d{name}")), ns, ns["__cells__"]) for name in ORDER}
 
 
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
 def test_each_known_mistake_costs_exactly_its_points(s):
-    verdicts = judge_all(run_cells(edits=s.edits))
+    verdicts = judge_all(run_cells(edits=s.edits, base=s.base))
     failed = {f"test_d{name}" for name, v in verdicts.items() if not v.ok}
-    assert failed == set(s.loses)
-    for cell, hint in s.loses.items():
+    assert failed == set(s.loses), {k: v.message for k, v in verdicts.items() if not v.ok}
+    for cell, hint in {**s.loses, **s.shows}.items():
         assert hint in verdicts[cell.removeprefix("test_d")].message
 
 

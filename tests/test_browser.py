@@ -28,6 +28,7 @@ from grader.instructor import course
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = course.REPO / "build" / "artifacts"
 NOTEBOOK = "01_atomic_backprop"
+pytestmark = pytest.mark.slow  # JupyterLab and a browser
 
 if not Path(CHROMIUM).exists():
     reason = "Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)"
@@ -271,7 +272,6 @@ def _one_mistake_notebook(root: Path, name: str) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_student_with_one_wrong_gradient_sees_where_it_entered_in_the_picture(page, lab):
     from grader import graph
 
@@ -328,7 +328,6 @@ def feedback(tmp_path_factory):
     return root, root / "feedback" / s.id / course.ASSIGNMENT / f"{NOTEBOOK}.html"
 
 
-@pytest.mark.slow
 def test_feedback_page_names_each_graded_cell_with_its_verdict_and_shows_the_picture(feedback):
     from grader.autograde import feedback as class_feedback
 
@@ -365,7 +364,6 @@ def html_unescape(text: str) -> str:
     return html.unescape(text)
 
 
-@pytest.mark.slow
 def test_feedback_page_in_a_browser(browser, feedback):
     _, path = feedback
     context = browser.new_context(viewport={"width": 1400, "height": 1100})

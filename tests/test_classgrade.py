@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,7 +42,16 @@ HOSTILE = [
     "connects-to-localhost",
     "edits-the-grader",
     "plants-symlinks",
+    "escapes-as-root",
+    "prints-the-environment",
+    "reads-the-answer-keys",
+    "connects-to-a-unix-socket",
+    "fills-tmp-and-shm",
+    "writes-1-gb-in-its-folder",
+    "forks-500-processes",
 ]
+CANARY = "bn-canary-8d1f0c"  # in the course's notebooks/ and .git/ and in the instructor's home
+DB_PASSWORD = "canary-password-5e2b"  # in the grading process's DATABASE_URL
 
 
 def digest(path: Path) -> str:
@@ -139,22 +149,64 @@ class Server:
             conn.close()
 
 
+class UnixServer(Server):
+    """A Unix socket server outside /tmp (as a local database's) that counts the connections it gets."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True)
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+
+def plant_canaries(root: Path, c: Path) -> list[Path]:
+    """The instructor's secrets the hostile students go for (source/demo_class.toml): answer keys in the
+    course's notebooks/, hidden tests in its .git/, a file in the instructor's home (root/home)."""
+    out = [c / "notebooks" / "answer-key.txt", c / ".git" / "hidden-tests", root / "home" / "secret.txt"]
+    for path in out:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{CANARY}\n")
+    return out
+
+
+def aim_at(submitted: Path, port: int) -> None:
+    """connects-to-localhost gets the test server's port in its code: the sandbox's environment has no BN_DEMO_PORT."""
+    path = submitted / "connects-to-localhost" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    text = path.read_text()
+    assert text.count('\\"BN_DEMO_PORT\\", \\"9\\"') == 1
+    path.write_text(text.replace('\\"BN_DEMO_PORT\\", \\"9\\"', f'\\"BN_DEMO_PORT\\", \\"{port}\\"'))
+
+
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("classgrade")
-    c, submitted = build(root, STUDENTS)
-    before = {
-        "gradebook": digest(c / "gradebook.db"),
-        "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
-        "grader": grader_files(),
-        "modes": {p: p.stat().st_mode for p in [c / "gradebook.db", *c.rglob("source/**/*")]},
-        "source": {p: digest(p) for p in c.rglob("source/**/*.ipynb")},
-    }
-    server = Server()
-    env = course.tool_env()
-    env["BN_DEMO_PORT"] = str(server.port)
-    proc = autograde(c, submitted, root / "out", *QUICK, env=env)
-    return root, c, submitted, proc, before, server
+def graded():
+    # outside /tmp (the sandbox has a /tmp of its own): the course, the home and the socket must be hidden
+    # by the sandbox's rules, not by that
+    root = Path(tempfile.mkdtemp(prefix="bn-classgrade-", dir="/var/tmp"))
+    try:
+        c, submitted = build(root, STUDENTS)
+        server = Server()
+        aim_at(submitted, server.port)
+        canaries = plant_canaries(root, c)
+        unix = UnixServer(root / "sock" / "db.sock")
+        before = {
+            "gradebook": digest(c / "gradebook.db"),
+            "submissions": {p: digest(p) for p in submitted.rglob("*.ipynb")},
+            "grader": grader_files(),
+            "modes": {p: p.stat().st_mode for p in [c / "gradebook.db", *c.rglob("source/**/*")]},
+            "source": {p: digest(p) for p in c.rglob("source/**/*.ipynb")},
+            "canaries": {p: digest(p) for p in canaries},
+            "unix": unix,
+        }
+        env = course.tool_env()
+        env["BN_DEMO_PORT"] = str(server.port)
+        env["HOME"] = str(root / "home")
+        env["DATABASE_URL"] = f"postgresql://grader:{DB_PASSWORD}@127.0.0.1:9/gradebook"
+        proc = autograde(c, submitted, root / "out", *QUICK, env=env)
+        yield root, c, submitted, proc, before, server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +226,8 @@ def test_the_command_grades_the_whole_class(graded):
 def test_each_student_gets_the_expected_score_and_reason(s, graded, scores):
     root = graded[0]
     cells = scores[s.id]
-    assert cells and not [c.cell for c in cells if c.needs_manual_grade]
+    held = course.expected_held(s, cells, course.notebook_names(graded[1]))
+    assert cells and {c.cell for c in cells if c.needs_manual_grade} == held
     lost = {c.cell for c in cells if c.score < c.max_score}
     assert lost == course.expected_lost(s, cells, course.notebook_names(graded[1]))
     if s.review:
@@ -207,6 +260,32 @@ def test_everything_else_is_intact(graded, scores):
     assert {p: digest(p) for p in submitted.rglob("*.ipynb")} == before["submissions"]
     assert grader_files() == before["grader"]
     assert server.connections == 0
+
+
+def test_no_secret_reaches_a_student_and_no_limit_is_passed(graded):
+    root, c, _, _, before, _ = graded
+    for path in (root / "out").rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".ipynb", ".json", ".csv", ".md", ".jsonl"):
+            text = path.read_text(errors="replace")
+            assert CANARY not in text and DB_PASSWORD not in text, path
+    assert {p: digest(p) for p in before["canaries"]} == before["canaries"]
+    assert before["unix"].connections == 0
+    assert not (root / "escaped-as-root").exists()
+    assert not list((root / "out").rglob("big.bin"))  # what it wrote in its folder is not kept
+    nb = json.loads(
+        (
+            root / "out" / "autograded" / "writes-1-gb-in-its-folder" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+        ).read_text()
+    )
+    printed = json.dumps(nb)
+    assert "File too large" in printed  # RLIMIT_FSIZE (256 MB), not the disk
+    printed = json.dumps(
+        json.loads(
+            (root / "out" / "autograded" / "fills-tmp-and-shm" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb").read_text()
+        )
+    )
+    assert printed.count("blocked: /tmp after") == 1 and printed.count("blocked: /dev/shm after") == 1
+    assert all(int(mb) < 300 for mb in re.findall(r"after (\d+) MB", printed))  # at the 256 MB cap
 
 
 def test_the_feedback_never_shows_hidden_tests(graded):

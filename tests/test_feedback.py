@@ -48,7 +48,9 @@ def test_the_scratch_course_runs_the_preprocessors_where_nbgrader_would():
     grading = feedback.autograde_preprocessors()
     assert {LimitOutput, SaveAutoGrades} <= set(grading) and grading[-1] is CapOutputs  # after all that grades
     assert feedback.autograde_preprocessors([LimitOutput]) == [LimitOutput, CapOutputs]  # the course's own list
-    shown = feedback.feedback_preprocessors()
+    from grader.feedback_page import feedback_preprocessors
+
+    shown = feedback_preprocessors()
     assert shown.index(ShortTracebacks) < shown.index(ClearHiddenTests)  # it needs the markers to find the cells
 
 
@@ -90,6 +92,24 @@ def test_hidden_lines_and_collect_withhold_a_leaking_page(tmp_path):
     assert len(problems) == 1 and problems[0].startswith("leaky: feedback withheld")
     assert sorted(p.name for p in (out / "feedback" / "ann" / "hw1").iterdir()) == ["nb.html"]
     assert (out / "autograded" / "ann" / "hw1" / "nb.ipynb").is_file()
+
+
+def test_collect_withholds_a_page_that_hides_a_hidden_line(tmp_path):
+    import base64
+    import codecs
+
+    line = "assert f(2) == 4, 'the secret case'"
+    autograded, pages = tmp_path / "autograded", tmp_path / "feedback"
+    autograded.mkdir()
+    pages.mkdir()
+    (pages / "nb.html").write_text("<p>assert f(1) == 1</p>")
+    (pages / "b64.html").write_text(f"<pre>{base64.b64encode(line.encode()).decode()}</pre>")
+    (pages / "rot13.html").write_text(f"<pre>{codecs.encode(line, 'rot13')}</pre>")
+    (pages / "reversed.html").write_text(f"<pre>{line[::-1]}</pre>")
+    out = tmp_path / "out"
+    problems = feedback.collect(autograded, pages, out, "ann", "hw1", {line})
+    assert sorted(p.split(":")[0] for p in problems) == ["b64", "reversed", "rot13"]
+    assert sorted(p.name for p in (out / "feedback" / "ann" / "hw1").iterdir()) == ["nb.html"]
 
 
 def test_text_drops_tags_and_decodes_entities():

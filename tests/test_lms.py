@@ -45,6 +45,7 @@ def rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
+@pytest.mark.slow  # a new gradebook runs alembic
 def test_canvas_column_is_filled_by_login_and_every_other_cell_kept(gradebook):
     from nbgrader.api import Gradebook
 
@@ -63,6 +64,7 @@ def test_canvas_column_is_filled_by_login_and_every_other_cell_kept(gradebook):
     assert after[1][at] == "45.00"  # Points Possible untouched
 
 
+@pytest.mark.slow  # a new gradebook runs alembic
 def test_moodle_by_id_number_or_email_and_zero_for_no_submission(gradebook):
     roster = (DATA / "moodle_grades.csv").read_text()
     scores = {"2026001": 40.0, "2026002": 12.5, "2026003": None}
@@ -83,6 +85,7 @@ def test_an_ambiguous_or_missing_column_is_refused_with_the_columns_named():
         lms.fill("Name,Backprop Ninja\nx,1\n", {}, "canvas", "Backprop Ninja", "id", "empty")
 
 
+@pytest.mark.slow  # a new gradebook runs alembic
 def test_nbgrader_export_runs_the_plugin(gradebook):
     """`nbgrader export --exporter=...` as the instructor types it, in a course folder."""
     root, url = gradebook

@@ -103,6 +103,7 @@ def streams(nb, name: str):
     ]
 
 
+@pytest.mark.slow  # a kernel runs the notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_source_runs_without_errors_or_stderr(name, tmp_path):
     # nbgrader scores a test cell 0 for ANY stderr output: a stray warning would cost points
@@ -112,6 +113,7 @@ def test_source_runs_without_errors_or_stderr(name, tmp_path):
     assert streams(nb, "stderr") == []
 
 
+@pytest.mark.slow  # a kernel runs the notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_release_runs_through_every_stub(name, tmp_path):
     nb = execute(read(RELEASE, name), tmp_path)

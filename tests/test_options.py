@@ -29,6 +29,7 @@ def test_every_option_reaches_options():
             *("hw1", "subs", "--course", "c", "--out", "o", "--workers", "3", "--no-sandbox"),
             *("--db-url", "postgresql://x/y", "--shard", "2/3", "--cell-timeout", "7", "--student-timeout", "8"),
             *("--memory-gb", "0.5", "--force", "--no-progress", "--fresh-kernels", "--no-canary"),
+            *("--max-processes", "64", "--max-file-mb", "16", "--tmp-mb", "32"),
         )
     )
     assert opts == Options(
@@ -43,6 +44,9 @@ def test_every_option_reaches_options():
         cell_timeout=7,
         student_timeout=8,
         memory=2**29,
+        nproc=64,
+        fsize=16 * 2**20,
+        tmp_bytes=32 * 2**20,
         force=True,
         progress=False,
         zygote=False,

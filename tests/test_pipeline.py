@@ -57,7 +57,8 @@ def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
     root, _ = graded
     cells = scores[s.id]
     assert len(cells) == sum(len(x) for x in _test_cells(root).values())  # deleted cells come back
-    assert not [c.cell for c in cells if c.needs_manual_grade]
+    held = course.expected_held(s, cells, course.notebook_names(root))
+    assert {c.cell for c in cells if c.needs_manual_grade} == held  # after a cell outside the answer language
     lost = {c.cell for c in cells if c.score < c.max_score}
     assert lost == course.expected_lost(s, cells, course.notebook_names(root))
     assert all(c.score == 0 for c in cells if c.cell in lost)
@@ -65,6 +66,9 @@ def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
         for cell, hint in s.loses.items():
             notebook = next(c.notebook for c in cells if c.cell == cell)
             assert hint in course.feedback_text(root, s.id, notebook), f"{cell}: {hint!r} not in feedback"
+    for cell, text in s.shows.items():  # passing cells whose feedback must say something (e.g. why a line never ran)
+        notebook = next(c.notebook for c in cells if c.cell == cell)
+        assert text in course.feedback_text(root, s.id, notebook), f"{cell}: {text!r} not in feedback"
 
 
 def _test_cells(root):
@@ -110,7 +114,8 @@ def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
         for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
         if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dcounts"
     )
-    assert "cmp('counts', dcounts, counts)" in cell.source and "grader.atomic.verify('counts', dcounts)" in cell.source
+    assert "cmp('counts', grader.atomic.answer('dcounts'), counts)" in cell.source
+    assert "grader.atomic.verify('counts')" in cell.source
 
 
 def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):

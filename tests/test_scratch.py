@@ -63,7 +63,7 @@ def test_the_kernelspec_hides_the_instructors_folders_but_never_python_or_the_gr
         launched = json.loads((folder / "zygote.json").read_text())["argv"]
         env = sc.env(opts.course, run_dir)
     tmpfs = {launched[i + 1] for i, a in enumerate(launched) if a == "--tmpfs"}
-    assert {str(course / "source"), str(course / "submitted"), str(opts.out)} <= tmpfs
+    assert {str(course), str(opts.out)} <= tmpfs  # the whole course: source/, submitted/, notebooks/, .git
     assert str(paths.PACKAGE) not in tmpfs
     binds = {(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--bind"}
     # writable: the runtime folder, and the kernel's private folder seen at the autograded path (nothing else)

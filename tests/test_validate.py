@@ -10,6 +10,7 @@ import pytest
 from grader.instructor import course
 
 NAMES = course.notebook_names(course.REPO)
+pytestmark = pytest.mark.slow  # each runs `nbgrader validate`, a kernel per notebook
 
 
 def validate(folder: str, name: str, *flags: str) -> subprocess.CompletedProcess:

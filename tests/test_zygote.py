@@ -149,6 +149,13 @@ def test_the_kernels_workdir_and_environment_are_the_clients(kernel):
     assert out == [str(kernel["work"]), str(kernel["run"])]
 
 
+@pytest.mark.slow  # a zygote that imports torch, a kernel
+def test_the_kernel_never_sees_the_rest_of_the_grading_environment(kernel, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:canary-password@127.0.0.1/db")  # the client gets it
+    out = execute(kernel, "import os\nprint(os.environ.get('DATABASE_URL'), sorted(os.environ))")[0]
+    assert out.split()[0] == "None" and "canary-password" not in out
+
+
 @pytest.mark.slow  # a zygote that imports torch, a kernel or two
 def test_killing_the_client_kills_its_kernel(kernel):
     km = started(kernel)

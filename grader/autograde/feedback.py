@@ -12,7 +12,8 @@ preprocessors to nbgrader's own:
   notebook keeps the whole traceback.
 
 After grading, ``collect`` copies both into ``--out`` (regular files only, never following a link) and
-withholds any feedback page in which a line of a hidden test still appears (``hidden_lines``); ``notes``
+withholds any feedback page that shows a line of a hidden test (``hidden_lines``), as it is or hidden
+(``grader.answers.leaks``: reversed, shifted, spread out, encoded); ``notes``
 tells the instructor which cells were cut or ran into a limit.
 """
 
@@ -28,6 +29,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer
 
+from .. import answers
 from ..cells import grade_id, has_hidden_tests, hidden_test_lines
 
 MAX_OUTPUT_CHARS = 20_000  # per output in the autograded notebook and feedback (LimitOutput counts lines)
@@ -76,20 +78,6 @@ def autograde_preprocessors(configured: list | None = None) -> list:
     return [*(configured or Autograde.class_traits()["autograde_preprocessors"].default()), CapOutputs]
 
 
-FEEDBACK_HEAD = "grader.feedback_page.FeedbackHead"
-
-
-def feedback_preprocessors() -> list:
-    """``GenerateFeedback.preprocessors``: the tests' visible part, the hints and pass/fail, never the hidden
-    tests' source nor a traceback that quotes it."""
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-
-    # the head, each graded cell with its verdict and the picture: by its dotted name, which nbconvert imports
-    # (grader.feedback_page.configure uses this list: importing the class here would make a cycle)
-    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FEEDBACK_HEAD]
-
-
 def _was_cut(nb, n: int = MAX_OUTPUT_CHARS) -> bool:
     """Whether ``CapOutputs`` cut an output of ``nb``."""
     for cell in nb.cells:
@@ -128,6 +116,21 @@ def notes(autograded: Path, cell_timeout: int, memory: float) -> list[str]:
             out.append(f"{path.stem}: printed more than {MAX_OUTPUT_CHARS} characters in one output (cut)")
         out += _limits_hit(path, nb, cell_timeout, memory)
     return out
+
+
+def written(kernel: Path, source: Path) -> list[str]:
+    """Remove what the kernel wrote in its private working folder ``kernel`` beyond the files it started
+    with (those of ``source``; nothing is followed); a note for the instructor if that was over 1 MB."""
+    size = 0
+    for d, dirs, files in os.walk(kernel):
+        for name in files + [n for n in dirs if os.path.islink(os.path.join(d, n))]:
+            path = os.path.join(d, name)
+            if not os.path.lexists(os.path.join(source, os.path.relpath(path, kernel))):
+                size += os.lstat(path).st_size
+    shutil.rmtree(kernel, ignore_errors=True)  # never read again: the grading process copies nothing from it
+    if size > 2**20:
+        return [f"wrote {size / 2**20:.0f} MB of files beside its notebooks (not kept)"]
+    return []
 
 
 def text(page: str) -> str:
@@ -182,8 +185,10 @@ def collect(autograded: Path, feedback: Path, out: Path, student: str, assignmen
         if src.is_dir() and not src.is_symlink():
             problems += [f"{kind}/{why}" for why in copy_regular_files(src, dst, suffix)]
     for page in sorted((out / "feedback" / student / assignment).glob("*.html")):
-        shown = text(page.read_text(encoding="utf-8", errors="replace"))
-        leaked = [line for line in secret if line in shown]
+        raw = page.read_text(encoding="utf-8", errors="replace")
+        # the exact lines anywhere in the page's text, and (answers.leaks) what a page can hide them as:
+        # reversed, shifted, spread out, encoded
+        leaked = [line for line in secret if line in text(raw)] or answers.leaks(answers.page_text(raw), secret)
         if leaked:
             page.unlink()
             problems.append(f"{page.stem}: feedback withheld, it showed hidden test text ({leaked[0][:40]!r})")

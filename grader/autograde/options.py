@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sandbox import FSIZE, NPROC, TMP_BYTES
+
 
 class GradingError(RuntimeError):
     """The class cannot be graded (bad arguments, no sandbox, no assignment): the message says why."""
@@ -28,6 +30,9 @@ class Options:
     cell_timeout: int = 120
     student_timeout: int = 900
     memory: int = 4 * 2**30
+    nproc: int = NPROC  # processes + threads in a student's sandbox (grader/autograde/sandbox.py)
+    fsize: int = FSIZE  # the largest file a kernel may write
+    tmp_bytes: int = TMP_BYTES  # the size of the sandbox's /tmp and of its /dev/shm, each
     shard: tuple[int, int] = (1, 1)
     progress: bool = True
     force: bool = False
@@ -93,6 +98,24 @@ def add_arguments(p) -> None:
         default=d.memory / 2**30,
         help="address-space limit of a kernel (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-processes",
+        type=int,
+        default=d.nproc,
+        help="processes and threads in a student's sandbox (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=d.fsize / 2**20,
+        help="largest file a kernel writes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tmp-mb",
+        type=float,
+        default=d.tmp_bytes / 2**20,
+        help="size of its /tmp and /dev/shm (default: %(default)s)",
+    )
     p.add_argument("--force", action="store_true", help="regrade students the ledger says are done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -122,6 +145,9 @@ def from_args(args) -> Options:
         cell_timeout=args.cell_timeout,
         student_timeout=args.student_timeout,
         memory=int(args.memory_gb * 2**30),
+        nproc=args.max_processes,
+        fsize=int(args.max_file_mb * 2**20),
+        tmp_bytes=int(args.tmp_mb * 2**20),
         shard=args.shard,
         progress=not args.no_progress,
         force=args.force,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from .. import integrity
+from .. import answers, integrity
 from ..cells import grade_id, has_hidden_tests, nbgrader_meta, without_hidden_tests
 
 # names an answer has no business touching: the grading harness and the interpreter's internals
@@ -90,7 +90,7 @@ def reaches(source: str) -> list[str]:
     return found
 
 
-def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) -> None:
+def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path, language: bool = True) -> None:
     """Check (and repair into ``out``) one handed-in notebook; record everything in ``report``."""
     try:
         raw = path.read_bytes()
@@ -156,6 +156,8 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
             for why in reaches(cell.source):
                 if why not in known:
                     report.flags.append(f"{name}/{label}: {why}")
+    for f in answers.check_notebook(nb, source_nb) if language else []:  # HoldForReview holds what follows
+        report.flags.append(f"{name}/{f.label}: outside the answer language: {'; '.join(f.reasons)}")
     for cell in nb.cells:  # an edited locked cell is restored by nbgrader; say so
         gid = grade_id(cell)
         if gid and nbgrader_meta(cell).get("locked") and cell.source.strip() != source_cells[gid].source.strip():
@@ -172,12 +174,14 @@ def check_notebook(path: Path, source_nb, name: str, report: Report, out: Path) 
 def check(student: str, handed_in: dict[str, Path], source: Path, out: Path, problems=()) -> Report:
     """Check every notebook of ``source`` (the assignment's source folder) that ``student`` handed in."""
     report = Report(student, problems=list(problems))
+    config = source.parent.parent / "nbgrader_config.py"  # the answer language: only where the course holds for it
+    language = config.is_file() and "grader.nbgrader_answers.HoldForReview" in config.read_text(errors="replace")
     for src in sorted(source.glob("*.ipynb")):
         name = src.stem
         if name not in handed_in:
             report.missing.append(name)
             continue
-        check_notebook(handed_in[name], _source(src, src.stat().st_mtime_ns), name, report, out)
+        check_notebook(handed_in[name], _source(src, src.stat().st_mtime_ns), name, report, out, language)
     return report
 
 

@@ -4,21 +4,42 @@ A student's notebook is untrusted code. Each student's kernels run under bubblew
 package ``bubblewrap``): the student's zygote and the kernels forked from it (``grader.autograde.zygote``), or with
 ``--fresh-kernels`` each kernel in a sandbox of its own:
 
-- the whole system read-only (``--ro-bind / /``), with a private ``/tmp``, ``/dev`` and ``/proc``;
+- no privileges, whoever grades: a user namespace (``--unshare-user``) in which the kernel is uid/gid
+  65534 with no capability (``--cap-drop ALL``: CapEff is 0), so it can neither mount, unmount (the
+  folders that hide things) nor remount; mounts made outside are locked to it anyway. bwrap maps that id
+  to the user who runs it: when root grades, host uid 0, which cannot be avoided here (Python may live
+  in /root, which no other user can traverse, and bwrap's ``--userns`` path cannot switch gid); so root's
+  secret files are hidden too (``private_paths``: the kernel still owns, read-only, any other file root
+  owns and it can see) and, as Linux exempts host uid 0 from RLIMIT_NPROC, the process count is then capped
+  by a pids cgroup instead (cgroup v1 only: without one the probe warns that it is not capped);
+- the whole system read-only (``--ro-bind / /``), with a private ``/dev`` (itself read-only), ``/proc``,
+  and size-capped ``/tmp`` and ``/dev/shm`` (``--size`` before ``--tmpfs``): a full one fails with ENOSPC;
 - every namespace unshared, the network included: the kernel sees only its own loopback, so it can
   reach no server, not even one on the host's 127.0.0.1. Jupyter's ZeroMQ channels therefore use the
   ``ipc`` transport (Unix sockets in a runtime folder bound into the sandbox), not TCP;
-- the instructor's folders hidden (the course's source/ with the solutions and hidden tests, the
-  gradebook, the submissions, the grading folder with the other students' copies): an empty
-  read-only folder is mounted over each;
-- writable only the student's own scratch copy (the folder nbgrader runs the notebook in) and the
-  runtime folder with the kernel's sockets;
+- hidden (an empty read-only folder, or /dev/null for a file, mounted over each): what the class command
+  lists (the whole course directory: its .git, notebooks/ with the answer keys, source/, the gradebook,
+  the submissions, the grading folder with the other students' copies) and, always, the checkout this
+  package is in, the instructor's home ($HOME, the invoking user's, /root), /run and /var/run (where
+  servers put their Unix sockets) and every other listening Unix socket on the host (/proc/net/unix);
+  bound back read-only inside them: this Python, this package, the data set (``_needed_under_tmp``);
+- writable only the kernel's private working folder (``private``: seen at nbgrader's autograded folder's
+  path) and the runtime folder with the kernel's sockets;
+- a cleared environment (``--clearenv``; also what the zygote's kernels get): only ``ENV_ALLOWED``;
 - the sandbox dies with the grading process that started it (``--die-with-parent``).
 
-Limits: the launcher sets RLIMIT_AS (address space) before it starts bwrap, so a 10 GB allocation fails
-with a MemoryError in that student's cell, and asks the kernel to die with its parent, so killing a
-student's grading process group takes the kernel with it. ``--no-sandbox`` keeps these limits and
-drops bwrap.
+Limits, set by the launcher ``python -m grader.autograde.sandbox``: outside bwrap, RLIMIT_AS (address space), so a
+10 GB allocation fails with a MemoryError in that student's cell, a kernel that dies with its parent, so
+killing a student's grading process group takes the kernel with it, and, as root, a pids cgroup of its
+own (``--pids``: cgroup v1 /sys/fs/cgroup/pids); inside bwrap (where RLIMIT_NPROC counts the sandbox's
+own uid only), RLIMIT_NPROC (processes and threads: the zygote, each kernel, torch's and ZeroMQ's threads;
+default ``NPROC``) and RLIMIT_FSIZE (largest file it may write, in the scratch folder too, which is on the
+host's disk; default ``FSIZE``: Python then gets EFBIG). The scratch and runtime folders have no total
+cap: a student may still write many files of up to FSIZE there (the grading process keeps none of them).
+``--no-sandbox`` keeps RLIMIT_AS and RLIMIT_FSIZE and drops bwrap (and the rest).
+
+This module is long because the rules, the launcher that applies them and the probe that checks them on
+this machine must change together; each is small.
 """
 
 from __future__ import annotations
@@ -27,6 +48,7 @@ import json
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,65 +57,158 @@ from pathlib import Path
 from ..paths import NAMES_ENV_VAR, REPO
 
 KERNEL_NAME = "backprop-ninja-sandbox"
+SANDBOX_UID = 65534  # the kernel's uid and gid in its user namespace
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids/backprop-ninja")  # root only: one pids cgroup per sandbox in it
+TMP_BYTES = 256 * 2**20  # default size of the sandbox's /tmp and of its /dev/shm (each)
+NPROC = 256  # default RLIMIT_NPROC in the sandbox: processes + threads of all its kernels
+FSIZE = 256 * 2**20  # default RLIMIT_FSIZE: the largest file a kernel may write
+# The kernel's whole environment (the rest of the grading process's, a DATABASE_URL with its password
+# for one, never reaches it): where to find programs (PATH) and its own folders (HOME, TMPDIR, IPython's,
+# matplotlib's, Jupyter's runtime folder), the locale, no .pyc files in read-only folders, matplotlib's
+# backend, the data set and the grading mode the notebooks read (BACKPROP_NINJA_*, NBGRADER_EXECUTION), the
+# thread counts an instructor may set for torch and NumPy, and debugpy's switch Jupyter sets.
+ENV_ALLOWED = (
+    "PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE",
+    "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "MPLCONFIGDIR", "IPYTHONDIR",
+    "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
+    "BACKPROP_NINJA_NAMES", "BACKPROP_NINJA_GRADING", "BACKPROP_NINJA_PROGRESS", "NBGRADER_EXECUTION",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYDEVD_DISABLE_FILE_VALIDATION",
+)  # fmt: skip
 
 
 class SandboxError(RuntimeError):
     """No working sandbox: the message says why."""
 
 
-def _needed_under_tmp() -> list[str]:
-    """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there): the
-    Python installation, this package's checkout, the data set named by ``grader.paths.NAMES_ENV_VAR``."""
+def kernel_env(env) -> dict[str, str]:
+    """The part of ``env`` a kernel may see (``ENV_ALLOWED``)."""
+    return {k: env[k] for k in ENV_ALLOWED if k in env}
+
+
+# hidden from every kernel: servers' sockets, and what root owns and keeps secret (the kernel of a root
+# grader is host uid 0, owner of those files)
+SYSTEM_PRIVATE = (
+    "/run", "/var/run", "/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh",
+    "/etc/ssl/private", "/var/lib", "/var/log", "/var/backups", "/var/spool", "/var/mail",
+)  # fmt: skip
+
+
+def private_paths() -> list[Path]:
+    """What no kernel sees, whatever the course: the checkout this package is in (its .git, notebooks/,
+    source/), the instructor's home, /run and /var/run, and every listening Unix socket outside /tmp."""
+    import pwd
+
+    checkout = REPO
+    homes = {os.environ.get("HOME") or "/root", "/root"}
+    for who in (os.getuid(), os.environ.get("SUDO_USER")):
+        try:
+            homes.add(pwd.getpwuid(who).pw_dir if isinstance(who, int) else pwd.getpwnam(who).pw_dir)
+        except (KeyError, TypeError):
+            pass
+    out = [Path(h) for h in homes] + [Path(p) for p in SYSTEM_PRIVATE]
+    if (checkout / "pyproject.toml").is_file():
+        out.append(checkout)
+    try:
+        with open("/proc/net/unix") as f:
+            sockets = [line.split(None, 7)[7].strip() for line in f.readlines()[1:] if len(line.split()) > 7]
+    except OSError:
+        sockets = []
+    for name in sockets:
+        path = Path(name)
+        try:
+            if name.startswith("/") and stat.S_ISSOCK(path.lstat().st_mode):
+                out.append(path)
+        except OSError:
+            pass
+    root, tmp = Path("/"), Path("/tmp").resolve()
+    return [p for p in out if p.exists() and p.resolve() != root and tmp not in p.resolve().parents]
+
+
+def _needed_under_tmp(hidden=()) -> list[str]:
+    """What the kernel needs to read that lives under the host's /tmp (a checkout or a venv there) or under
+    a hidden folder (a course checkout that holds the venv): the Python installation and its site-packages,
+    the grader package, the data set named by ``grader.paths.NAMES_ENV_VAR`` (or the checkout's data/ folder)."""
     tmp = Path("/tmp").resolve()
+    under = [tmp, *(Path(h).resolve() for h in hidden)]
+    package = Path(__file__).resolve().parent.parent  # grader/
     needed = [
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
-        REPO,
+        package,
+        REPO / "data",
         os.environ.get(NAMES_ENV_VAR) or "",
+        *(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")),  # a .pth's too
     ]
     out: list[Path] = []
     for path in sorted((Path(p).resolve() for p in needed if p and Path(p).exists()), key=lambda p: len(p.parts)):
-        if tmp in path.parents and not any(o == path or o in path.parents for o in out):
+        if any(u in path.parents for u in under) and not any(o == path or o in path.parents for o in out):
             out.append(path)
     return [str(p) for p in out]
 
 
 def bwrap_args(
-    writable: list[Path], hidden: list[Path], runtime: Path, private: dict[Path, Path] | None = None
+    writable: list,
+    hidden: list[Path],
+    runtime: Path,
+    private: dict[Path, Path] | None = None,
+    *,
+    tmp_bytes: int = TMP_BYTES,
+    env: dict | None = None,
 ) -> list[str]:
-    """bwrap's arguments (without the command) for the rules of the module docstring.
+    """bwrap's arguments (without the command) for the rules of the module docstring. ``writable``: folders,
+    or (source, destination) pairs (the source's content, writable, at the destination). ``env``: the
+    environment to give the sandbox (filtered by ``kernel_env``); None: the launcher's ``--clearenv`` does it.
 
     ``private`` maps a host folder to the path where the kernel sees it instead of what is there (the
     kernel's working folder: nbgrader's autograded folder, which the grading process writes after the
     kernel, is never the folder the kernel writes into)."""
-    args = [
-        "bwrap",
+    size = ["--size", str(tmp_bytes)]
+    args = ["bwrap", *env_args(env)] if env is not None else ["bwrap"]
+    args += [
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
         "--ro-bind",
         "/",
         "/",
         "--dev",
         "/dev",
+        *size,
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/dev",
         "--proc",
         "/proc",
+        *size,
+        "--perms",
+        "1777",
         "--tmpfs",
         "/tmp",
-        "--unshare-all",
-        "--die-with-parent",
     ]
-    for path in _needed_under_tmp():  # the private /tmp must not hide Python, the grader or the data
-        args += ["--ro-bind", path, path]
+    hidden = [*hidden, *private_paths()]
     readonly = []
-    for path in hidden:
-        path = Path(path).resolve()
+    for path in sorted({Path(p).resolve() for p in hidden}, key=lambda p: len(p.parts)):
+        if any(Path(r) in path.parents for r in readonly):  # inside a hidden folder already
+            continue
         if path.is_dir():
             args += ["--tmpfs", str(path)]
             readonly.append(str(path))
         elif path.exists():
             args += ["--ro-bind", "/dev/null", str(path)]
+    # the private /tmp and the hidden folders must not hide Python, the grader or the data
+    for path in _needed_under_tmp(hidden):
+        args += ["--ro-bind", path, path]
     for path in [runtime, *writable]:
-        path = Path(path).resolve()
-        args += ["--bind", str(path), str(path)]
+        src, dest = path if isinstance(path, tuple) else (path, path)
+        args += ["--bind", str(Path(src).resolve()), str(Path(dest).resolve())]
     for host, seen_as in (private or {}).items():
         args += ["--bind", str(Path(host).resolve()), str(Path(seen_as).resolve())]
     for path in readonly:  # after the binds inside them: the empty folders become read-only too
@@ -101,25 +216,60 @@ def bwrap_args(
     return args
 
 
+def env_args(env) -> list[str]:
+    """bwrap's arguments that give the sandbox exactly ``kernel_env(env)``."""
+    out = ["--clearenv"]
+    for k, v in kernel_env(env).items():
+        out += ["--setenv", k, v]
+    return out
+
+
+def command(
+    inner: list[str],
+    *,
+    sandbox: bool,
+    memory_bytes: int,
+    writable: list,
+    hidden: list[Path],
+    runtime: Path,
+    private: dict[Path, Path] | None = None,
+    python: str = sys.executable,
+    nproc: int = NPROC,
+    fsize: int = FSIZE,
+    tmp_bytes: int = TMP_BYTES,
+) -> list[str]:
+    """The limited (and, with ``sandbox``, sandboxed) command that runs ``inner``: the launcher
+    ``python -m grader.autograde.sandbox`` (limits, the user, the environment) around bwrap around the launcher again
+    (the limits that must be set inside the user namespace) around ``inner``."""
+    launcher = [python, "-m", "grader.autograde.sandbox"]
+    if not sandbox:
+        return [*launcher, "--memory", str(memory_bytes), "--fsize", str(fsize), "--", *inner]
+    inside = [*launcher, "--nproc", str(nproc), "--fsize", str(fsize), "--", *inner]
+    wrapped = bwrap_args(writable, hidden, runtime, private, tmp_bytes=tmp_bytes) + inside
+    return [*launcher, "--memory", str(memory_bytes), "--pids", str(nproc), "--clearenv", "--", *wrapped]
+
+
 def kernelspec(
     dest: Path,
     *,
     sandbox: bool,
     memory_bytes: int,
-    writable: list[Path],
+    writable: list,
     hidden: list[Path],
     runtime: Path,
     private: dict[Path, Path] | None = None,
     python: str = sys.executable,
     zygote: list[str] | None = None,
     env: dict[str, str] | None = None,
+    limits: dict[str, int] | None = None,
 ) -> Path:
     """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
-    ``env``: more environment for the kernel (over the defaults below).
+    ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
+    ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES).
 
     With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
-    ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading
-    process to start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
+    ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
+    start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
@@ -131,8 +281,17 @@ def kernelspec(
     else:
         socket_path = str(Path(runtime).resolve() / "zygote")
         inner = [python, "-m", "grader.autograde.zygote", "serve", socket_path, *zygote]
-    wrapped = bwrap_args(writable, hidden, runtime, private) + inner if sandbox else inner
-    limited = [python, "-m", "grader.autograde.sandbox", "--memory", str(memory_bytes), "--", *wrapped]
+    limited = command(
+        inner,
+        sandbox=sandbox,
+        memory_bytes=memory_bytes,
+        writable=writable,
+        hidden=hidden,
+        runtime=runtime,
+        private=private,
+        python=python,
+        **(limits or {}),
+    )
     if zygote is None:
         argv = limited
     else:
@@ -149,8 +308,43 @@ def kernelspec(
     return folder
 
 
-def probe(timeout: float = 30) -> None:
-    """Check that bwrap can start a sandbox here that cannot write outside it nor reach the network.
+# What the probe's sandboxed Python prints: each line a thing it could do that it must not
+PROBE_CODE = r"""
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+w, hidden, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+open(os.path.join(w, "ok"), "w").write("ok")
+caps = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff:")]
+if not caps or int(caps[0], 16) != 0:
+    print("caps", caps[0] if caps else "unknown")
+if "BN_PROBE_SECRET" in os.environ:
+    print("env")
+if os.path.isdir(hidden) and os.listdir(hidden):
+    print("hidden")
+for path in paths:  # the host checks whether they appeared
+    try:
+        open(path, "w").write("escaped")
+    except OSError:
+        pass
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=2)
+    print("net")
+except OSError:
+    pass
+if libc.mount(b"none", w.encode(), b"tmpfs", 0, None) == 0:
+    print("mount")
+if libc.umount2(b"/root", 2) == 0:  # MNT_DETACH; /root is always hidden
+    print("umount")
+if libc.mount(None, b"/", None, 32 | 4096, None) == 0:  # MS_REMOUNT | MS_BIND: / read-write
+    print("remount")
+"""
+
+
+def probe(timeout: float = 30, wrap=None) -> None:
+    """Check that bwrap can start a sandbox here, as the kernels get it (``command``), in which the kernel
+    has no capability (CapEff 0), cannot mount, unmount a hidden folder, remount / read-write, write
+    outside its scratch folder, read a hidden folder, nor reach the network. ``wrap``: a function of the
+    command, to test the probe on a weakened one.
 
     Raises SandboxError with the reason when it cannot.
     """
@@ -164,37 +358,26 @@ def probe(timeout: float = 30) -> None:
     with tempfile.TemporaryDirectory(prefix="bn-probe-") as tmp:
         tmp = Path(tmp)
         (tmp / "w").mkdir()
+        (tmp / "run").mkdir()
         (tmp / "hidden").mkdir()
         (tmp / "hidden" / "secret").write_text("secret")
-        (tmp / "run").mkdir()
         outside = [tmp / "outside", Path(sys.prefix) / f".bn-probe-{os.getpid()}"]
-        code = (
-            "import os, socket\n"
-            f"paths = {[str(p) for p in outside]!r}\n"
-            f"open({str(tmp / 'w' / 'ok')!r}, 'w').write('ok')\n"
-            f"print('hidden' if os.listdir({str(tmp / 'hidden')!r}) else 'no-hidden')\n"
-            "for path in paths:\n"
-            "    try:\n"
-            "        open(path, 'w').write('escaped')\n"
-            "    except OSError:\n"
-            "        pass\n"
-            "try:\n"
-            "    socket.create_connection(('127.0.0.1', 9), timeout=2)\n"
-            "    print('net')\n"
-            "except OSError:\n"
-            "    print('no-net')\n"
+        inner = [sys.executable, "-c", PROBE_CODE, str(tmp / "w"), str(tmp / "hidden"), *map(str, outside)]
+        cmd = command(
+            inner, sandbox=True, memory_bytes=0, writable=[tmp / "w"], hidden=[tmp / "hidden"], runtime=tmp / "run"
         )
-        cmd = bwrap_args([tmp / "w"], [tmp / "hidden"], tmp / "run") + [sys.executable, "-c", code]
+        cmd = wrap(cmd) if wrap else cmd
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            env = dict(os.environ, BN_PROBE_SECRET="secret")  # what the grading process has, never the kernel
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/", env=env)
         except subprocess.TimeoutExpired:
             raise SandboxError(f"bwrap did not start a sandbox within {timeout:.0f} s") from None
         if proc.returncode != 0:
             raise SandboxError(
                 f"bwrap cannot create a sandbox here (exit {proc.returncode}): "
                 f"{proc.stderr.strip() or proc.stdout.strip()}. Unprivileged user namespaces "
-                "may be disabled (sysctl kernel.unprivileged_userns_clone=1), or run "
-                "with --no-sandbox"
+                "may be disabled (sysctl kernel.unprivileged_userns_clone=1, "
+                "user.max_user_namespaces), or run with --no-sandbox"
             )
         seen = proc.stdout.split()
         for path in outside:
@@ -203,13 +386,34 @@ def probe(timeout: float = 30) -> None:
                 seen.append("outside-writable")
         if not (tmp / "w" / "ok").is_file():
             raise SandboxError("bwrap started, but the sandbox could not write its scratch folder")
-        for bad, why in [
-            ("outside-writable", "could write outside its scratch folder"),
-            ("hidden", "could read a hidden folder"),
-            ("net", "could reach 127.0.0.1"),
-        ]:
-            if bad in seen:
-                raise SandboxError(f"bwrap started, but the sandbox {why}")
+        problems = [
+            why
+            for bad, why in [
+                ("caps", f"kept capabilities (CapEff {_after(proc.stdout, 'caps')}, not 0)"),
+                ("mount", "could mount a file system"),
+                ("umount", "could unmount a hidden folder"),
+                ("remount", "could remount / read-write"),
+                ("outside-writable", "could write outside its scratch folder"),
+                ("hidden", "could read a hidden folder"),
+                ("env", "saw the grading process's environment"),
+                ("net", "could reach 127.0.0.1"),
+            ]
+            if bad in seen
+        ]
+        if problems:
+            raise SandboxError("bwrap started, but the sandbox " + "; ".join(problems))
+        if os.geteuid() == 0 and not os.access(PIDS_CGROUP.parent, os.W_OK):
+            print(
+                f"grader.autograde.sandbox: warning: no pids cgroup ({PIDS_CGROUP.parent} is not writable), and "
+                "RLIMIT_NPROC does not apply to root: the number of processes a student starts is not capped. Grade as "
+                "a non-root user to cap it.",
+                file=sys.stderr,
+            )
+
+
+def _after(text: str, word: str) -> str:
+    lines = [line for line in text.splitlines() if line.startswith(word + " ")]
+    return lines[0][len(word) + 1 :].strip("[]'") if lines else "?"
 
 
 def die_with_parent() -> None:
@@ -224,16 +428,51 @@ def die_with_parent() -> None:
         pass
 
 
+def pids_cgroup(limit: int) -> bool:
+    """Move this process into a new pids cgroup allowing ``limit`` tasks (False: no cgroup v1 pids
+    hierarchy we may write); remove the empty ones earlier sandboxes left."""
+    try:
+        PIDS_CGROUP.mkdir(exist_ok=True)
+        for old in PIDS_CGROUP.glob("bn-*"):
+            try:
+                if not (old / "cgroup.procs").read_text().strip():
+                    old.rmdir()
+            except OSError:
+                pass
+        mine = PIDS_CGROUP / f"bn-{os.getpid()}"
+        mine.mkdir()
+        (mine / "pids.max").write_text(str(limit))
+        (mine / "cgroup.procs").write_text(str(os.getpid()))
+        return True
+    except OSError:
+        return False
+
+
 def main(argv=None) -> int:
-    """``python -m grader.autograde.sandbox --memory BYTES -- COMMAND...``: set the limits, then exec COMMAND."""
+    """``python -m grader.autograde.sandbox [--memory BYTES] [--nproc N] [--fsize BYTES] [--pids N] [--clearenv]
+    -- COMMAND...``: set the limits (--pids: as root, a pids cgroup); with --clearenv, keep only
+    ``kernel_env`` (and give bwrap ``env_args``); then exec COMMAND."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--")
     options, command = argv[:split], argv[split + 1 :]
-    memory = int(options[options.index("--memory") + 1]) if "--memory" in options else 0
-    if memory > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    def value(name: str) -> int:
+        return int(options[options.index(name) + 1]) if name in options else 0
+
+    for name, limit in [("--memory", resource.RLIMIT_AS), ("--nproc", resource.RLIMIT_NPROC)]:
+        if value(name) > 0:
+            resource.setrlimit(limit, (value(name), value(name)))
+    if value("--fsize") > 0:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (value("--fsize"), value("--fsize")))
+    env = dict(os.environ)
+    if "--clearenv" in options:
+        env = kernel_env(os.environ)
+        if Path(command[0]).name == "bwrap":
+            command = [command[0], *env_args(env), *command[1:]]
+    if value("--pids") > 0 and os.geteuid() == 0:
+        pids_cgroup(value("--pids"))
     die_with_parent()
-    os.execvp(command[0], command)
+    os.execvpe(command[0], command, env)
     return 127  # pragma: no cover
 
 

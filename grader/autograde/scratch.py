@@ -13,14 +13,12 @@ the timeouts, and the preprocessors of ``grader.autograde.feedback``.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
 from . import sandbox, shards
 from .gradebook import copy_duedate, db_lock, real_db
 from .options import GradingError, Options
@@ -39,7 +37,8 @@ c.Execute.interrupt_on_timeout = True
 # the sandbox has no network: Jupyter's channels go over Unix sockets
 c.KernelManager.transport = "ipc"
 {ip}c.OverwriteCells.add_missing_cells = True
-from grader.autograde.feedback import autograde_preprocessors, feedback_preprocessors
+from grader.autograde.feedback import autograde_preprocessors
+from grader.feedback_page import feedback_preprocessors
 # outputs cut to a size; feedback shows the tests' visible part, the hints and pass/fail, never the hidden tests
 c.Autograde.autograde_preprocessors = autograde_preprocessors(c.Autograde.get("autograde_preprocessors"))
 c.GenerateFeedback.preprocessors = feedback_preprocessors()
@@ -183,19 +182,12 @@ class Scratch:
         the gradebook, a notebook replaced by a link, a huge file) lands in ``kernel``, which the grading
         process never reads, follows or copies; nbgrader writes the autograded notebooks into the real
         folder, which the kernel cannot see."""
-        hidden = [
-            opts.course / "source",
-            opts.course / "gradebook.db",
-            opts.course / "submitted",
-            opts.course / "autograded",
-            opts.course / "feedback",
-            opts.submissions,
-            shards.root_of(opts.out),  # --out; a shard's (OUT/shards/I-of-K) hides the whole class's OUT
-        ]
+        # the whole course (its .git, notebooks/ with the answer keys, source/, gradebook, submissions); the
+        # sandbox binds this Python, the grader and the data set back read-only if they are inside; a shard's
+        # folder (OUT/shards/I-of-K) hides the whole class's OUT
+        hidden = [opts.course, opts.submissions, shards.root_of(opts.out)]
         if real_db(opts).startswith("sqlite:///"):
             hidden.append(Path(real_db(opts)[len("sqlite:///") :]))
-        keep = [Path(sys.prefix).resolve(), paths.PACKAGE]  # never hide Python or the grader
-        hidden = [h for h in hidden if not any(k == h.resolve() or h.resolve() in k.parents for k in keep)]
         return sandbox.kernelspec(
             self.share,
             sandbox=opts.sandbox,
@@ -210,6 +202,7 @@ class Scratch:
                 "IPYTHONDIR": str(run_dir / "ipython"),
                 "MPLCONFIGDIR": str(run_dir / "mpl"),
             },
+            limits={"nproc": opts.nproc, "fsize": opts.fsize, "tmp_bytes": opts.tmp_bytes},
         )
 
     def env(self, course: Path, run_dir: Path) -> dict[str, str]:

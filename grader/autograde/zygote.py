@@ -17,7 +17,8 @@ import (``preload``), then waits. Every kernel of that student is ``os.fork()``-
 Jupyter starts a kernel by running its kernelspec's command, watches that process and kills it to stop
 the kernel. That command is ``python -m grader.autograde.zygote connect SOCKET -- KERNEL-ARGS``: a small client
 (outside the sandbox, it only talks over the Unix socket) that asks the zygote for a kernel with its own
-working folder and environment, and exits with that kernel's exit code. When the client is killed, its
+working folder and environment (only ``grader.autograde.sandbox.ENV_ALLOWED`` of it, filtered on both sides), and
+exits with that kernel's exit code. When the client is killed, its
 socket closes and the zygote kills the kernel. Protocol: one JSON line {"argv", "cwd", "env"} from the
 client; the zygote answers ``pid N`` and, when the kernel has ended, ``exit CODE``.
 """
@@ -91,7 +92,9 @@ def _kernel(request: dict, close: list) -> None:
         die_with_parent()  # and so with the zygote
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.environ.clear()
-        os.environ.update(request["env"])
+        from .sandbox import kernel_env
+
+        os.environ.update(kernel_env(request["env"]))  # the client filtered it already; never trust that
         import tempfile
 
         tempfile.tempdir = None
@@ -234,7 +237,11 @@ def connect(path: str, argv: list[str], timeout: float = 120) -> int:
                 print(f"grader.autograde.zygote: no zygote listening on {path} after {timeout:.0f} s", file=sys.stderr)
                 return 1
             time.sleep(0.05)
-    s.sendall((json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}) + "\n").encode())
+    from .sandbox import kernel_env
+
+    # only the allowed environment enters the sandbox (the kernel manager gave this client the grading process's)
+    request = {"argv": argv, "cwd": os.getcwd(), "env": kernel_env(os.environ)}
+    s.sendall((json.dumps(request) + "\n").encode())
     code = 1
     buffer = b""
     while True:

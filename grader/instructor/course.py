@@ -105,6 +105,8 @@ class DemoStudent:
     notebooks: list[str] | None = None  # None: the notebooks the edits touch, or all of them without edits
     sandbox_only: bool = False  # hostile or batch-breaking: graded by `python -m grader autograde` only
     review: str = ""  # a reason `python -m grader autograde` must give for looking at this student
+    shows: dict[str, str] = field(default_factory=dict)  # passing test cells, each with a text its feedback shows
+    held: list[str] | str = field(default_factory=list)  # cells held for manual grading (score 0), or "all"
 
     def submits(self, all_notebooks: list[str]) -> list[str]:
         """The notebooks this student hands in (nbgrader scores a missing one 0 without running it)."""
@@ -128,6 +130,8 @@ def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: b
             s.get("notebooks"),
             s.get("sandbox_only", False),
             s.get("review", ""),
+            s.get("shows", {}),
+            s.get("held", []),
         )
         for s in data["student"]
     ]
@@ -240,7 +244,21 @@ def expected_lost(student: DemoStudent, cells: list[CellScore], all_notebooks: l
     submitted = set(student.submits(all_notebooks))
     if student.loses == "all":
         return {c.cell for c in cells}
-    return set(student.loses) | {c.cell for c in cells if c.notebook not in submitted}
+    return (
+        set(student.loses)
+        | expected_held(student, cells, all_notebooks)
+        | {c.cell for c in cells if c.notebook not in submitted}
+    )
+
+
+def expected_held(student: DemoStudent, cells: list[CellScore], all_notebooks: list[str]) -> set[str]:
+    """The test cells held for manual grading (``needs_manual_grade``, 0 until graded): a cell outside the
+    answer language came before them (grader/nbgrader_answers.py). ``held = "all"``: every test cell of the
+    notebooks handed in."""
+    if student.held == "all":
+        submitted = set(student.submits(all_notebooks))
+        return {c.cell for c in cells if c.notebook in submitted}
+    return set(student.held)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,6 +125,9 @@ def _report(c: Path, students: list[course.DemoStudent], feedback: Path, grades:
         shown = "all" if lost and len(lost) == len(graded) else ", ".join(lost) or "-"
         if len(handed_in) < len(notebooks):
             shown += f" (hands in {', '.join(handed_in)} only)"
+        held = [x.cell for x in graded if x.needs_manual_grade]
+        if held:  # after a cell outside the answer language (grader/nbgrader_answers.py)
+            shown += f" (held for manual grading: {len(held)} cells)"
         print(f"{s.id:28s} {total:3.0f}/{maximum:<3.0f} {expected:8.0f}  {shown}{mark}")
     print(f"\nfeedback: {feedback}/<student>/{course.ASSIGNMENT}/<notebook>.html")
     print(f"grades:   {grades}")
