@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from gathered import check_gathered, gradebook_cells
 
-from grader.autograde import shards
+from grader.autograde.submissions import shard_of
 from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
@@ -261,7 +261,7 @@ def test_a_slurm_array_grades_the_class_once_even_when_a_task_is_requeued(tmp_pa
     )
 
     # requeue the task of the largest shard mid-grade: after its first student is merged, before its last
-    sizes = {i: sum(shards.of(sid, TASKS) == i for sid in IDS) for i in range(1, TASKS + 1)}
+    sizes = {i: sum(shard_of(sid, TASKS) == i for sid in IDS) for i in range(1, TASKS + 1)}
     target = max(sizes, key=sizes.get)
     assert sizes[target] >= 3
     ledger = out / "shards" / f"{target}-of-{TASKS}" / "ledger.jsonl"
@@ -295,7 +295,7 @@ def test_a_slurm_array_grades_the_class_once_even_when_a_task_is_requeued(tmp_pa
     assert shard_summary["skipped_already_graded"] >= before, task_log
     assert shard_summary["skipped_already_graded"] + shard_summary["graded_now"] == sizes[target]
     entries = [json.loads(line)["student"] for line in ledger.read_text().splitlines()]
-    assert sorted(entries) == sorted(sid for sid in IDS if shards.of(sid, TASKS) == target)  # nobody twice
+    assert sorted(entries) == sorted(sid for sid in IDS if shard_of(sid, TASKS) == target)  # nobody twice
     assert jobs(slurm, f"{job}_{target}")[f"{job}_{target}"]["Restarts"] == "1", task_log
     # the second run removed the scratch folder of the killed one, and removed its own at its end
     assert not any((out / "shards").glob("*/work/*")), "a run left its scratch folder"

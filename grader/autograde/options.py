@@ -8,9 +8,11 @@ itself and calls the same command (``grader.autograde.cli.command``).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import shards
 from .sandbox import FSIZE, NPROC, TMP_BYTES
 
 
@@ -54,11 +56,15 @@ DEFAULTS = Options("ASSIGNMENT", Path("."))
 
 
 def shard(text: str) -> tuple[int, int]:
-    """``I/K``, or ``auto``: the scheduler's array task (grader/autograde/shards.py); a ``ShardError``
-    (a ``ValueError`` whose message argparse shows) if neither."""
-    from . import shards
-
-    return shards.parse(text)
+    """``--shard``: ``I/K``, or ``auto``: I and K from the scheduler's array task this process runs in (a Slurm
+    job array or a Kubernetes Indexed Job, ``shards.from_environment``). A ``ShardError`` otherwise (a
+    ``ValueError`` whose message argparse shows)."""
+    if text == "auto":
+        return shards.from_environment()
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise shards.ShardError(f"--shard takes I/K with 1 <= I <= K, or auto, not {text!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def add_arguments(p) -> None:

@@ -1,7 +1,8 @@
 """``--shard auto``: which shard of the class a scheduler's array task grades, and where a shard writes.
 
-A class is split into K shards by a hash of the student id (``discover``); shard I of K is given by hand
-(``--shard I/K``) or, with ``--shard auto``, read from the environment of the task a scheduler started:
+A class is split into K shards by a hash of the student id (``submissions.shard_of``); shard I of K is given
+by hand (``--shard I/K``, parsed by ``options.shard``) or, with ``--shard auto``, read from the environment
+of the task a scheduler started:
 
 - **Slurm job array** (``sbatch --array=1-4``, ``--array=0-3``, ``--array=5-11:2``): ``SLURM_ARRAY_TASK_ID``,
   ``SLURM_ARRAY_TASK_COUNT``, ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_STEP`` (1 when unset). Slurm
@@ -114,21 +115,6 @@ def from_environment(env: Mapping[str, str] | None = None) -> tuple[int, int]:
         f"--shard auto: {where}: found neither SLURM_ARRAY_TASK_ID (a Slurm job array) nor "
         f"JOB_COMPLETION_INDEX with {SHARDS_VARIABLE} (a Kubernetes Indexed Job); give --shard I/K instead"
     )
-
-
-def parse(text: str) -> tuple[int, int]:
-    """``--shard``'s value: ``I/K`` or ``auto``."""
-    if text == "auto":
-        return from_environment()
-    m = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise ShardError(f"--shard takes I/K with 1 <= I <= K, or auto, not {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def of(student: str, shards: int) -> int:
-    """The shard (1..K) a student belongs to: the same hash as ``discover``."""
-    return zlib.crc32(student.encode()) % shards + 1
 
 
 # ---------------------------------------------------------------------------------------------
