@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from . import shards
+from .cli import reported
 from .gradebook import real_db
 from .ledger import Ledger
 from .options import GradingError, Options
@@ -167,18 +168,16 @@ def summary_text(summary: dict) -> str:
 
 
 def main(args) -> int:
-    out = Path(args.out or f"build/autograde/{args.assignment}")
-    try:
-        summary = gather(
-            Path(args.course), args.assignment, out, args.db_url, Path(args.submissions) if args.submissions else None
-        )
-    except GradingError as exc:
-        print(exc, file=sys.stderr)
+    out = Options(args.assignment, Path("."), out=args.out).out  # autograde's default --out
+    submissions = Path(args.submissions) if args.submissions else None
+    summary = reported(
+        lambda: gather(Path(args.course), args.assignment, out, args.db_url, submissions),
+        summary_text,
+        out,
+        args.assignment,
+    )
+    if summary is None:
         return 2
-    print(summary_text(summary))
-    print(f"grades:   {out / 'grades.csv'}")
-    print(f"feedback: {out / 'feedback'}/<student>/{args.assignment}/<notebook>.html")
-    print(f"summary:  {out / 'summary.md'}")
     incomplete = summary["missing"] or summary["changed_since_graded"]
     if incomplete:
         print(
