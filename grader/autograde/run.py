@@ -10,6 +10,7 @@ exports grades.csv and writes the summary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import feedback, gradebook, precheck, sandbox, zygote
+from . import feedback, gradebook, precheck, sandbox, shards, zygote
 from .canary import canary
 from .ledger import Ledger
 from .options import GradingError, Options
@@ -105,6 +106,7 @@ def run(opts: Options) -> dict:
     """Grade the class; return the summary (also written to ``--out``)."""
     opts.course, opts.submissions, opts.out = (p.resolve() for p in (opts.course, opts.submissions, opts.out))
     _check(opts)
+    opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
         _check_writable(opts.out)
@@ -139,12 +141,15 @@ def _check_writable(out: Path) -> None:
 
 @contextmanager
 def out_lock(opts: Options):
-    """One run per output folder (per shard): a second one says who holds it and stops."""
+    """One run per output folder: a second one says who holds it and stops.
+
+    With K > 1 the folder is the shard's own (``OUT/shards/I-of-K/``, ``shards.task_out``), so the lock is
+    per shard: shards run at once, a second run of one shard (a task retried while the first goes on) stops.
+    """
     import fcntl
     import socket
 
-    i, k = opts.shard
-    path = opts.out / (".lock" if k == 1 else f".lock-{i}-of-{k}")
+    path = opts.out / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "r+") as f:
         try:
@@ -162,12 +167,11 @@ def out_lock(opts: Options):
 
 
 def _grade_class(opts: Options) -> dict:
-    work = opts.out / "work"
-    work.mkdir(exist_ok=True)
+    work = shards.work_dir(opts.out, opts.shard)  # with K > 1: one per run, removed when its run is gone
     ledger = Ledger(opts.out / "ledger.jsonl")
     students = discover(opts, work)
-    if not students:
-        raise GradingError(f"{opts.submissions}: no submissions found")
+    if not students and (opts.shard[1] == 1 or not discover(dataclasses.replace(opts, shard=(1, 1)), work)):
+        raise GradingError(f"{opts.submissions}: no submissions found")  # (a shard of a class may have none)
     template = make_template(opts, work)
     opts.preload = zygote.preload(opts.source)
     checked = None
@@ -210,7 +214,8 @@ def _grade_class(opts: Options) -> dict:
                 extra = feedback.collect(sc.autograded, sc.feedback, opts.out, s.key, opts.assignment, secret)
             # one student at a time, from this process only
             graded = sc.gradebook if outcome.graded else None
-            extra += gradebook.merge(db, opts.assignment, s.id, graded, outcome.manual, key=s.key)
+            with shards.student_lock(db, s.id):  # whoever else merges this student waits its turn
+                extra += gradebook.merge(db, opts.assignment, s.id, graded, outcome.manual, key=s.key)
             (opts.out / "logs").mkdir(exist_ok=True)
             (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
             reasons = [r for r in [outcome.reason, *extra] if r]
@@ -240,4 +245,6 @@ def _grade_class(opts: Options) -> dict:
         raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
     summary = summarize(opts, students, ledger, len(todo), len(skipped), seconds, checked)
     shutil.rmtree(work / "template", ignore_errors=True)
+    if opts.shard[1] > 1:  # this run's own scratch folder
+        shutil.rmtree(work, ignore_errors=True)
     return summary
