@@ -1,11 +1,11 @@
-"""Instructor commands: ``python -m grader release | demo | keys | autograde``."""
+"""Instructor commands: ``python -m grader release | demo | keys | autograde | gather``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .autograde import cli, options
+from .autograde import cli, gather, options
 from .instructor import course, demo, keys
 
 
@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("autograde", help="grade a class: parallel, sandboxed, resumable (see grader/autograde/)")
     options.add_arguments(p)
     p.set_defaults(func=cli.main)
+    p = sub.add_parser("gather", help="after the shards of a class: grades.csv, summary and feedback of all")
+    gather.add_arguments(p)
+    p.set_defaults(func=gather.main)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -6,7 +6,8 @@ no_grad) and reads its locals at return under the lecture's names: ``dlogits``, 
 Jacobian product of the forward pass between the two, applied to the student's own upstream), so
 the first wrong step is found. Its mistake costs the point of the first parameter gradient that
 depends on it; every other parameter gradient that is the right step from the student's own
-upstream gets its point. A function without these names keeps the plain judgement.
+upstream gets its point. A function without these names keeps the plain judgement, and its hint names
+the first wrong parameter gradient in the order the backward pass reaches them (``first_wrong``).
 """
 
 from __future__ import annotations
@@ -130,3 +131,31 @@ def _right_given(param, found, case, own) -> bool:
 def _names(params) -> str:
     names = [f"d{p}" for p in params]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def first_wrong(grads: dict, case) -> str | None:
+    """The first parameter, in ``ORDER``, whose gradient in ``grads`` is not autograd's (None: all are right)."""
+    for p in ORDER:
+        value = grads.get(p)
+        right = (
+            isinstance(value, torch.Tensor)
+            and tuple(value.shape) == tuple(case.grads[p].shape)
+            and _close(value.detach().to(case.grads[p].dtype), case.grads[p])
+        )
+        if not right:
+            return p
+    return None
+
+
+def chain_note(name: str, grads: dict, case) -> str:
+    """Where to start when the function's intermediates cannot be read: the first wrong parameter gradient."""
+    first = first_wrong(grads, case)
+    if first is None:
+        return ""
+    order = _names(ORDER)
+    if first == name:
+        return f" It is the first wrong one of {order}, in the order the backward pass reaches them: start here."
+    return (
+        f" The first wrong one of {order} (in the order the backward pass reaches them) is d{first}: a mistake"
+        f" there spoils the gradients after it, so start there."
+    )

@@ -11,9 +11,13 @@ generate_feedback`` a head that reads at a glance, through nbgrader's own means 
   output ``grader.graph`` marked), as a PNG to embed. It also rewrites the LaTeX of the markdown cells
   as HTML (``tex_to_html``), so the formulas read where the page cannot load MathJax (it loads nothing).
 * the template ``grader/templates/backprop_ninja_feedback`` (nbgrader's ``feedback`` template with
-  that head instead of the list of links, and without MathJax).
+  that head instead of the list of links, and without MathJax);
+* ``SafeOutputs``, last: student code writes the outputs (a hook, a patched ``print``, a display call), so a
+  locked graded cell shows its score from the gradebook and its hint, not what was printed into it, and
+  every other output keeps only what cannot run in a browser (text, PNG, JPEG); the head's picture must be
+  base64.
 
-The course's ``nbgrader_config.py`` configures both (``configure``), so plain ``nbgrader
+The course's ``nbgrader_config.py`` configures all three (``configure``), so plain ``nbgrader
 generate_feedback`` and ``python -m grader autograde`` give the same page. ``ClearHiddenTests`` and
 ``ShortTracebacks`` stay in the list: hidden tests never reach the feedback.
 """
@@ -25,6 +29,7 @@ import re
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
+from nbformat import from_dict
 from traitlets import Bool
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -123,10 +128,74 @@ def picture(nb) -> tuple[str | None, str]:
         for o in cell.get("outputs", []):
             if o.get("output_type") == "display_data" and METADATA_KEY in o.get("metadata", {}):
                 data = o.get("data", {}).get("image/png")
-                if data:
-                    found = ("".join(data) if isinstance(data, list) else data).replace("\n", "")
-                    alt = o["metadata"].get("image/png", {}).get("alt", "")
+                data = ("".join(data) if isinstance(data, list) else data or "").replace("\n", "")
+                if BASE64.fullmatch(data):  # it goes into the page's <img src="data:...">: base64 only
+                    found, alt = data, str(o["metadata"].get("image/png", {}).get("alt", ""))
     return found, alt
+
+
+# ---------------------------------------------------------------------------------------------
+# What a cell's outputs may show: student code wrote them (a hook, a patched print, a display call)
+
+BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+SAFE_DATA = ("text/plain", "image/png", "image/jpeg")  # text is escaped, an image is an image: nothing runs
+SAFE_METADATA = ("width", "height", "alt")
+MAX_HINT = 2000  # characters of a locked graded cell's hint
+
+
+def locked_text(cell) -> str:
+    """What a locked graded cell shows in the feedback: its score, from nbgrader's gradebook (GetGrades put it
+    in the cell's metadata, student code cannot), then its hint: the error's message, else the lecture's row."""
+    meta = cell.metadata.get("nbgrader", {})
+    score, points = _number(meta.get("score")), _number(meta.get("points"))
+    passed = points > 0 and score >= points
+    lines = [f"{'passed' if passed else 'failed'}: {score:g} / {points:g} point{'s' if points != 1 else ''}"]
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        hint = f"{errors[0].get('ename', 'Error')}: {errors[0].get('evalue', '')}".strip()
+    else:
+        printed = "".join(_text(o) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        hint = "\n".join(line for line in printed.splitlines() if " | " in line) or verdict(cell)
+    if hint:
+        lines.append(hint if len(hint) <= MAX_HINT else hint[: MAX_HINT - 1] + "…")
+    return "\n".join(lines) + "\n"
+
+
+def safe_output(o):
+    """``o`` with only what cannot run in a browser (``SAFE_DATA``, an image's size and alt text), or None."""
+    kind = o.get("output_type")
+    if kind in ("stream", "error"):
+        return o
+    data = {}
+    for mime in SAFE_DATA:
+        value = o.get("data", {}).get(mime)
+        value = "".join(value) if isinstance(value, list) else value
+        if isinstance(value, str) and (mime == "text/plain" or BASE64.fullmatch(value.replace("\n", ""))):
+            data[mime] = value
+    if not data:
+        return None
+    meta = {m: {k: v for k, v in o.get("metadata", {}).get(m, {}).items() if k in SAFE_METADATA} for m in data}
+    out = {"output_type": kind, "data": data, "metadata": {m: v for m, v in meta.items() if v}}
+    if kind == "execute_result":
+        out["execution_count"] = o.get("execution_count")
+    return from_dict(out)
+
+
+class SafeOutputs(Preprocessor):
+    """Last (after FeedbackHead has read the verdicts): a locked graded cell shows its score and hint
+    (``locked_text``), not what the kernel printed into it; every other output keeps only ``safe_output``."""
+
+    enabled = Bool(True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and meta.get("locked") and not meta.get("solution"):
+            cell.outputs = [from_dict({"output_type": "stream", "name": "stdout", "text": locked_text(cell)})]
+        else:
+            cell.outputs = [safe for o in cell.outputs if (safe := safe_output(o)) is not None]
+        return cell, resources
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +345,7 @@ def feedback_preprocessors() -> list:
 
     from .autograde.feedback import ShortTracebacks
 
-    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FeedbackHead]
+    return [GetGrades, CSSHTMLHeaderPreprocessor, ShortTracebacks, ClearHiddenTests, FeedbackHead, SafeOutputs]
 
 
 def configure(c) -> None:

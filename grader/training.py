@@ -227,7 +227,10 @@ def judge(name: str, fn, case: Case, where: str, problem: str | None = None) -> 
     verdict = _verdict(name, grads, case, where, problem, fn)
     if not verdict.ok and not problem:  # error carried forward inside the function (grader/ecf4.py)
         args = EXERCISE.arguments(case)
-        verdict = ecf4.carried_forward(name, fn, args, case, grads[name], Verdict, verdict.comparison, where) or verdict
+        carried = ecf4.carried_forward(name, fn, args, case, grads[name], Verdict, verdict.comparison, where)
+        if carried is None:  # not the lecture's names (or its intermediates are right): where to start
+            verdict.message += ecf4.chain_note(name, grads, case)
+        verdict = carried or verdict
     return verdict
 
 

@@ -1,26 +1,30 @@
-"""Two shards of ``python -m grader autograde`` at once against one PostgreSQL gradebook.
+"""The Kubernetes Indexed Job of docs/scheduler/: its pods at once against one PostgreSQL gradebook, then gather.
 
-The test starts a PostgreSQL server from Debian's packages (``postgresql``; binaries in
-/usr/lib/postgresql/<version>/bin) on 127.0.0.1, as an unprivileged user when it runs as root,
-grades a small class in two shard processes started together, and checks that the gradebook holds
-every student exactly once with the right scores. In CI (CI=true) a missing PostgreSQL fails.
+There is no Kubernetes cluster here. The test reads docs/scheduler/grade-job.yaml and runs each pod's
+command as Kubernetes would: with the manifest's environment, the secret's GRADEBOOK_URL, ``$(VAR)``
+expanded, and the JOB_COMPLETION_INDEX (0 .. completions-1) an Indexed Job gives each pod; the manifest's
+paths (the volume /class, the image's /repo) mapped to the test's. All pods start together (its
+parallelism) against a PostgreSQL server from Debian's packages (``postgresql``, the ``pg_url`` fixture of
+conftest.py, as an unprivileged user when root) and share one --out. Then gather-job.yaml's command. The
+gradebook must hold every student exactly once with the right scores, and the gathered grades.csv, summary
+and feedback agree with it. In CI (CI=true) a missing PostgreSQL fails.
 """
 
 import dataclasses
-import glob
 import os
-import shutil
-import socket
+import re
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
+import yaml
+from gathered import check_gathered, gradebook_cells
 
 from grader.instructor import course
 
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_atomic_backprop"
 IDS = (
     "solution",
@@ -31,69 +35,32 @@ IDS = (
     "dcounts-not-accumulated",
 )
 
-pytestmark = pytest.mark.slow  # a real nbgrader run of a class
+
+def manifest(name: str) -> dict:
+    (job,) = [d for d in yaml.safe_load_all((REPO / "docs" / "scheduler" / name).read_text()) if d]
+    assert job["kind"] == "Job"
+    return job
 
 
-def postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not found:
-        message = "PostgreSQL is not installed (apt-get install postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return Path(found[-1]).parent
+def pod(job: dict, paths: dict[str, str], secrets: dict[str, str], index: int | None = None) -> tuple[list, dict]:
+    """The command and environment Kubernetes gives the (only) container of ``job``'s pod ``index``."""
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+
+    def mapped(text: str) -> str:
+        for inside in sorted(paths, key=len, reverse=True):
+            text = text.replace(inside, paths[inside])
+        return text
+
+    env = {k: v for k, v in course.tool_env().items() if not k.startswith(("SLURM_", "JOB_COMPLETION_INDEX"))}
+    for var in container.get("env", []):
+        env[var["name"]] = mapped(var["value"]) if "value" in var else secrets[var["name"]]
+    if index is not None:  # what the Job controller adds to each pod of an Indexed Job
+        env["JOB_COMPLETION_INDEX"] = str(index)
+    command = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], mapped(str(a))) for a in container["command"]]
+    return command, env
 
 
-def as_user(cmd):
-    """Run ``cmd`` as nobody when we are root (PostgreSQL refuses to run as root)."""
-    if os.geteuid() == 0:
-        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
-    return cmd
-
-
-@pytest.fixture
-def pg_url():
-    bindir = postgres_bin()
-    data = Path(tempfile.mkdtemp(prefix="bn-pg-"))
-    os.chmod(data, 0o700)
-    if os.geteuid() == 0:
-        shutil.chown(data, "nobody", "nogroup")
-    subprocess.run(
-        as_user([str(bindir / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust"]),
-        check=True,
-        capture_output=True,
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        as_user([str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(data)]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            ready = subprocess.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
-            )
-            if ready.returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("PostgreSQL did not start")
-        subprocess.run(
-            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "grader", "gradebook"],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://grader@127.0.0.1:{port}/gradebook"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def test_two_shards_fill_one_postgresql_gradebook(tmp_path, pg_url):
+def test_the_indexed_job_fills_one_postgresql_gradebook_and_gather_brings_it_together(tmp_path, pg_url):
     from grader.autograde import sandbox
 
     try:
@@ -103,60 +70,52 @@ def test_two_shards_fill_one_postgresql_gradebook(tmp_path, pg_url):
         if os.environ.get("CI"):
             raise
         extra = ["--no-sandbox"]  # this test is about the gradebook; the sandbox has its own tests
+    grade, gather = manifest("grade-job.yaml"), manifest("gather-job.yaml")
+    spec = grade["spec"]
+    assert spec["completionMode"] == "Indexed"
+    shards = spec["completions"]
+    (container,) = spec["template"]["spec"]["containers"]
+    assert {v["name"]: v.get("value") for v in container["env"]}["BACKPROP_NINJA_SHARDS"] == str(shards)
+
     students = [dataclasses.replace(s, notebooks=[NOTEBOOK]) for s in course.demo_class() if s.id in IDS]
     c = course.new_course(tmp_path / "course")
     course.generate_release(c)
     for s in students:
         course.make_submission(c, s)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "grader",
-                "autograde",
-                course.ASSIGNMENT,
-                str(c / "submitted"),
-                "--course",
-                str(c),
-                "--out",
-                str(tmp_path / f"out{i}"),
-                "--db-url",
-                pg_url,
-                "--shard",
-                f"{i}/2",
-                "--workers",
-                "1",
-                "--no-progress",
-                *extra,
-            ],
-            env=course.tool_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+    out = tmp_path / "autograde"
+    paths = {
+        "/class/course/submitted": str(c / "submitted"),
+        "/class/course/autograde": str(out),
+        "/class/course": str(c),
+        "/class/data/names.txt": os.environ["BACKPROP_NINJA_NAMES"],
+        "/repo/.venv/bin/python": sys.executable,
+    }
+    secrets = {"GRADEBOOK_URL": pg_url}
+    procs = []
+    for index in range(shards):  # parallelism == completions: every pod at once
+        command, env = pod(grade, paths, secrets, index)
+        # one worker a pod (2 cores here); the canary is graded by test_canary.py
+        command += ["--workers", "1", "--no-canary", *extra]
+        proc = subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        for i in (1, 2)
-    ]
+        procs.append(proc)
     outputs = [p.communicate(timeout=1800)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
-    graded = [len((tmp_path / f"out{i}" / "ledger.jsonl").read_text().splitlines()) for i in (1, 2)]
-    assert sum(graded) == len(students) and min(graded) >= 1  # both shards graded someone
+    assert [p.returncode for p in procs] == [0] * shards, "\n".join(o[-2000:] for o in outputs)
+    ledgers = [out / "shards" / f"{i}-of-{shards}" / "ledger.jsonl" for i in range(1, shards + 1)]
+    graded = [len(p.read_text().splitlines()) for p in ledgers]
+    assert sum(graded) == len(students) and sum(1 for g in graded if g) >= 2  # several shards graded someone
+    assert not (out / "ledger.jsonl").exists() and not (out / "grades.csv").exists()  # each pod wrote its folder
 
-    from nbgrader.api import Gradebook
+    cells = gradebook_cells(pg_url, course.ASSIGNMENT)
+    for s in students:
+        got = cells[s.id]
+        assert len(got) == len({x.cell for x in got})
+        lost = {x.cell for x in got if x.score < x.max_score}
+        assert lost == course.expected_lost(s, got, course.notebook_names(c)), s.id
 
-    with Gradebook(
-        pg_url.replace("postgresql://", "postgresql+psycopg2://")
-    ) as gb:  # SQLAlchemy 2.1 defaults to psycopg 3
-        submissions = gb.assignment_submissions(course.ASSIGNMENT)
-        ids = [sub.student.id for sub in submissions]
-        assert sorted(ids) == sorted(s.id for s in students)  # every student exactly once
-        by_id = {sub.student.id: sub for sub in submissions}
-        for s in students:
-            cells = [
-                course.CellScore(nb.name, g.name, float(g.score), float(g.max_score), bool(g.needs_manual_grade))
-                for nb in by_id[s.id].notebooks
-                for g in nb.grades
-            ]
-            assert len(cells) == len({x.cell for x in cells})
-            lost = {x.cell for x in cells if x.score < x.max_score}
-            assert lost == course.expected_lost(s, cells, course.notebook_names(c)), s.id
+    command, env = pod(gather, paths, secrets)
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = check_gathered(out, cells, [s.id for s in students])
+    assert sorted(summary["shards"]) == [f"{i}-of-{shards}" for i in range(1, shards + 1)]

@@ -43,6 +43,16 @@ def test_other_names_keep_the_plain_judgement():
     assert set(failed) == {"C", "W1", "bngain", "bnbias"}  # db1 is zero for any input, and right by value
 
 
+def test_other_names_name_the_first_wrong_parameter_in_the_chain():
+    fn = _fn(LECTURE.replace(*TANH).replace("dhpreact", "g_pre"))
+    case = training.first_batch()
+    order = "dW2, db2, dbngain, dbnbias, dW1, db1 and dC"
+    assert f"It is the first wrong one of {order}" in training.judge("bngain", fn, case, "here").message
+    for name in ("bnbias", "W1", "C"):
+        message = training.judge(name, fn, case, "here").message
+        assert f"The first wrong one of {order} (in the order the backward pass reaches them) is dbngain" in message
+
+
 def test_the_lecture_solution_is_untouched():
     fn = _fn(LECTURE)
     case = training.first_batch()

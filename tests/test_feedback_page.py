@@ -8,6 +8,7 @@ import re
 
 import nbformat
 import pytest
+from traitlets.config import Config
 
 from grader import feedback_page
 from grader.feedback_page import head_rows, math_to_html, picture, tex_to_html, verdict, what
@@ -114,3 +115,75 @@ def test_every_formula_of_the_notebooks_reads_without_mathjax(name):
 def test_code_spans_and_blocks_keep_their_dollars():
     assert math_to_html("cost `$x$` and $x^2$") == 'cost `$x$` and <span class="math">x<sup>2</sup></span>'
     assert math_to_html("```\n$a$\n```") == "```\n$a$\n```"
+
+
+SCRIPT = "<script>alert('feedback')</script>"
+
+
+def test_a_locked_graded_cell_shows_its_score_and_hint_not_what_was_printed_into_it():
+    fake = {"output_type": "stream", "name": "stdout", "text": "all tests passed, 1/1\n"}
+    html_out = {"output_type": "display_data", "data": {"text/html": SCRIPT, "text/plain": "x"}, "metadata": {}}
+    error = {
+        "output_type": "error",
+        "ename": "AssertionError",
+        "evalue": "dcounts is wrong: not accumulated",
+        "traceback": [],
+    }
+    cell = _cell([fake, html_out, error], score=0.0)
+    cell.metadata["nbgrader"]["locked"] = True
+    feedback_page.SafeOutputs().preprocess_cell(cell, {}, 0)
+    assert [o.output_type for o in cell.outputs] == ["stream"]
+    assert cell.outputs[0].text == "failed: 0 / 1 point\nAssertionError: dcounts is wrong: not accumulated\n"
+
+    row = "dcounts         | exact: False | approximate: True  | maxdiff: 6e-09   | ok\n"
+    cell = _cell(
+        [{"output_type": "stream", "name": "stdout", "text": "printed by a hook\n" + row}], points=2.0, score=2.0
+    )
+    cell.metadata["nbgrader"]["locked"] = True
+    feedback_page.SafeOutputs().preprocess_cell(cell, {}, 0)
+    assert cell.outputs[0].text == "passed: 2 / 2 points\n" + row
+
+
+def test_other_outputs_keep_only_what_cannot_run_in_a_browser():
+    rich = {
+        "output_type": "display_data",
+        "data": {"text/html": SCRIPT, "application/javascript": "alert(1)", "image/svg+xml": "<svg onload=x>",
+                 "image/png": "iVBORw0K\n", "text/plain": "<Figure>"},
+        "metadata": {"image/png": {"width": 300, "alt": "a plot", "filenames": "/etc/passwd"}},
+    }  # fmt: skip
+    forged = {"output_type": "display_data", "data": {"image/png": '"><script>x</script>'}, "metadata": {}}
+    only_js = {"output_type": "display_data", "data": {"application/javascript": "alert(1)"}, "metadata": {}}
+    cell = nbformat.v4.new_code_cell("plot()")  # an answer cell, or a locked cell that is not graded
+    cell.outputs = [nbformat.from_dict(o) for o in (rich, forged, only_js)]
+    cell.outputs.append(nbformat.v4.new_output("stream", text="loss 2.1\n"))
+    feedback_page.SafeOutputs().preprocess_cell(cell, {}, 0)
+    assert [o.output_type for o in cell.outputs] == ["display_data", "stream"]  # the forged PNG and the script: gone
+    assert sorted(cell.outputs[0].data) == ["image/png", "text/plain"]
+    assert cell.outputs[0].metadata == {"image/png": {"width": 300, "alt": "a plot"}}
+    assert cell.outputs[1].text == "loss 2.1\n"
+
+
+def test_the_heads_picture_must_be_base64():
+    nb = nbformat.v4.new_notebook()
+    forged = {"output_type": "display_data", "data": {"image/png": '"><script>x</script>'}}
+    forged["metadata"] = {feedback_page.METADATA_KEY: "exercise1"}
+    nb.cells = [nbformat.from_dict({"cell_type": "code", "source": "", "metadata": {}, "outputs": [forged]})]
+    assert picture(nb) == (None, "")
+
+
+def test_the_feedback_page_of_a_hostile_notebook_runs_no_script():
+    """Check that the course's feedback page (its template, its preprocessors) carries no student-made script."""
+    locked = _cell([{"output_type": "display_data", "data": {"text/html": SCRIPT}, "metadata": {}}])
+    locked.metadata["nbgrader"]["locked"] = True
+    answer = nbformat.v4.new_code_cell("x = 1")
+    answer.outputs = [
+        nbformat.from_dict({"output_type": "display_data", "data": {"text/html": SCRIPT}, "metadata": {}})
+    ]
+    nb = nbformat.v4.new_notebook(cells=[answer, locked])
+    config = Config()
+    feedback_page.configure(config)  # as nbgrader_config.py does: the course's template
+    resources = {"nbgrader": {"notebook": "01", "score": 1, "max_score": 1, "late_penalty": 0}}
+    for step in (feedback_page.FeedbackHead(), feedback_page.SafeOutputs()):
+        nb, resources = step.preprocess(nb, resources)
+    page = feedback_page.FeedbackExporter(config=config).from_notebook_node(nb, resources)[0]
+    assert "alert('feedback')" not in page and "passed: 1 / 1 point" in page

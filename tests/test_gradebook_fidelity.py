@@ -189,3 +189,41 @@ def test_a_user_guide_course_with_a_header_grades_the_same(tmp_path):
     grades = gradebook(mine)["bitdiddle"]["notebooks"]["squares"]["grades"]
     assert grades["test_image"][0] == 1.0 and "explain" in grades
     assert export(mine) == export(plain)
+
+
+# a custom penalty plugin, importable from the course directory as nbgrader's documentation shows: a quarter of
+# the score per started day late (bob: 27.5 hours late, 2 days: half of his 1 point)
+PLUGIN = b"""import math
+
+from nbgrader.plugins import LateSubmissionPlugin
+
+
+class QuarterPerDay(LateSubmissionPlugin):
+    def late_submission_penalty(self, student_id, score, total_seconds_late):
+        return min(score, score * 0.25 * math.ceil(total_seconds_late / 86400))
+"""
+
+
+@pytest.mark.parametrize(
+    "config, bobs_penalty",
+    [
+        ('c.AssignLatePenalties.plugin_class = "quarterpenalty.QuarterPerDay"\n', 0.5),
+        ('c.LateSubmissionPlugin.penalty_method = "none"\n', None),  # nbgrader stores no penalty
+    ],
+    ids=["custom-plugin", "none"],
+)
+def test_a_custom_penalty_plugin_and_none_penalise_as_in_nbgrader(tmp_path, config, bobs_penalty):
+    from nbgrader.api import Gradebook
+
+    plain = make_tiny_course(tmp_path / "plain", TINY_ANSWERS, config=config, files={"quarterpenalty.py": PLUGIN})
+    for student, stamp in STAMPS.items():
+        (plain / "submitted" / student / "hw1" / "timestamp.txt").write_text(stamp)
+    with Gradebook(f"sqlite:///{plain / 'gradebook.db'}") as gb:
+        gb.update_or_create_assignment("hw1", duedate=DUE)
+    mine = tmp_path / "mine"
+    shutil.copytree(plain, mine)
+    course.nbgrader(plain, "autograde", "hw1")
+    class_command(mine, tmp_path / "out")
+    assert gradebook(mine) == gradebook(plain)
+    assert gradebook(mine)["bob"]["notebooks"]["squares"]["late_submission_penalty"] == bobs_penalty
+    assert export(mine) == export(plain)

@@ -4,7 +4,8 @@ nbgrader grades students one after another, one malformed submission can stop th
 feedback shows the hidden tests. This command drives nbgrader's own CLI and API, unchanged:
 
 1. **Submissions** (``submissions``): nbgrader's ``<student>/<assignment>/`` layout or a flat folder of
-   notebooks and zips; each submission's digest; ``--shard I/K``.
+   notebooks and zips; each submission's digest; ``--shard I/K`` or ``--shard auto`` (``shards``: the
+   shard of a Slurm array task or a Kubernetes Indexed Job; with K > 1 a run writes in ``OUT/shards/I-of-K/``).
 2. **Prechecks** (``precheck``, each student's just before it is graded): what can be repaired is
    repaired, the rest is reported per student and never stops the others.
 3. **Workers** (``run.grade_one``, ``scratch``, ``worker``): each student is graded in its own scratch
@@ -22,6 +23,8 @@ feedback shows the hidden tests. This command drives nbgrader's own CLI and API,
    done and the digest of what was graded. A re-run skips those students; a killed run resumes.
 7. **Outputs** in ``--out`` (``summary``): ``grades.csv`` (``nbgrader export``),
    ``feedback/<student>/<assignment>/``, ``autograded/``, ``summary.md`` and ``summary.json``.
+8. **Gather** (``gather``, ``python -m grader gather``): once every shard has run, the class's grades.csv,
+   summary and files in ``OUT``, and who is missing from the gradebook.
 
 ``options`` holds every option and its default, ``cli`` the command line. Importing this package
 imports nothing (the sandbox's launcher and the zygote run as ``python -m grader.autograde.<module>``

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __doc__ as DESCRIPTION
 from .options import GradingError, Options, add_arguments, from_args
@@ -14,16 +15,22 @@ def command(opts: Options) -> int:
     from .run import run
     from .summary import summary_text
 
+    return 0 if reported(lambda: run(opts), summary_text, opts.out, opts.assignment) is not None else 2
+
+
+def reported(make, text, out: Path, assignment: str) -> dict | None:
+    """The summary ``make()`` returns, printed by ``text`` with where the class's files went; None, the reason
+    printed on stderr, if it raises ``GradingError`` (``python -m grader autograde`` and ``gather``)."""
     try:
-        summary = run(opts)
+        summary = make()
     except GradingError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    print(summary_text(summary))
-    print(f"grades:   {opts.out / 'grades.csv'}")
-    print(f"feedback: {opts.out / 'feedback'}/<student>/{opts.assignment}/<notebook>.html")
-    print(f"summary:  {opts.out / 'summary.md'}")
-    return 0
+        return None
+    print(text(summary))
+    print(f"grades:   {out / 'grades.csv'}")
+    print(f"feedback: {out / 'feedback'}/<student>/{assignment}/<notebook>.html")
+    print(f"summary:  {out / 'summary.md'}")
+    return summary
 
 
 def main(args: argparse.Namespace) -> int:

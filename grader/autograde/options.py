@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import shards
 from .sandbox import FSIZE, NPROC, TMP_BYTES
 
 
@@ -55,9 +56,14 @@ DEFAULTS = Options("ASSIGNMENT", Path("."))
 
 
 def shard(text: str) -> tuple[int, int]:
+    """``--shard``: ``I/K``, or ``auto``: I and K from the scheduler's array task this process runs in (a Slurm
+    job array or a Kubernetes Indexed Job, ``shards.from_environment``). A ``ShardError`` otherwise (a
+    ``ValueError`` whose message argparse shows)."""
+    if text == "auto":
+        return shards.from_environment()
     m = re.fullmatch(r"(\d+)/(\d+)", text)
     if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise ValueError(f"--shard takes I/K with 1 <= I <= K, not {text!r}")
+        raise shards.ShardError(f"--shard takes I/K with 1 <= I <= K, or auto, not {text!r}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -81,8 +87,9 @@ def add_arguments(p) -> None:
         "--shard",
         type=shard,
         default=d.shard,
-        metavar="I/K",
-        help="grade only shard I of K (machines sharing one PostgreSQL gradebook)",
+        metavar="I/K|auto",
+        help="grade only shard I of K (machines sharing one PostgreSQL gradebook; with K > 1 it writes in "
+        "OUT/shards/I-of-K/); auto: I and K from a Slurm array task or a Kubernetes Indexed Job",
     )
     p.add_argument("--cell-timeout", type=int, default=d.cell_timeout, help="seconds per cell (default: %(default)s)")
     p.add_argument(

@@ -11,6 +11,7 @@ steps; ``session`` keeps one open, for the grade-on-submit service (``grader.ins
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import feedback, gradebook, precheck, sandbox, zygote
+from . import feedback, gradebook, precheck, sandbox, shards, zygote
 from .canary import canary
 from .ledger import Ledger
 from .options import GradingError, Options
@@ -106,6 +107,7 @@ def run(opts: Options) -> dict:
     """Grade the class; return the summary (also written to ``--out``)."""
     opts.course, opts.submissions, opts.out = (p.resolve() for p in (opts.course, opts.submissions, opts.out))
     _check(opts)
+    opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
         _check_writable(opts.out)
@@ -140,12 +142,15 @@ def _check_writable(out: Path) -> None:
 
 @contextmanager
 def out_lock(opts: Options):
-    """One run per output folder (per shard): a second one says who holds it and stops."""
+    """One run per output folder: a second one says who holds it and stops.
+
+    With K > 1 the folder is the shard's own (``OUT/shards/I-of-K/``, ``shards.task_out``), so the lock is
+    per shard: shards run at once, a second run of one shard (a task retried while the first goes on) stops.
+    """
     import fcntl
     import socket
 
-    i, k = opts.shard
-    path = opts.out / (".lock" if k == 1 else f".lock-{i}-of-{k}")
+    path = opts.out / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "r+") as f:
         try:
@@ -172,10 +177,9 @@ class Session:
     grade-on-submit service (``grader.instructor.gradeonsubmit``) keeps one open while it runs, so that
     each new submission pays only its own grading."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, work: Path) -> None:
         self.opts = opts
-        self.work = opts.out / "work"
-        self.work.mkdir(exist_ok=True)
+        self.work = work  # shards.work_dir(...): with K > 1, this run's own
         self.ledger = Ledger(opts.out / "ledger.jsonl")
         self.template = make_template(opts, self.work)
         opts.preload = zygote.preload(opts.source)
@@ -218,7 +222,8 @@ class Session:
             extra = feedback.collect(sc.autograded, sc.feedback, opts.out, s.key, opts.assignment, self.secret)
         # one student at a time, from this process only
         graded = sc.gradebook if outcome.graded else None
-        extra += gradebook.merge(self.db, opts.assignment, s.id, graded, outcome.manual, key=s.key)
+        with shards.student_lock(self.db, s.id):  # whoever else merges this student waits its turn
+            extra += gradebook.merge(self.db, opts.assignment, s.id, graded, outcome.manual, key=s.key)
         (opts.out / "logs").mkdir(exist_ok=True)
         (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
         reasons = [r for r in [outcome.reason, *extra] if r]
@@ -239,6 +244,8 @@ class Session:
 
     def close(self) -> None:
         shutil.rmtree(self.work / "template", ignore_errors=True)
+        if self.opts.shard[1] > 1:  # this run's own scratch folder
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 @contextmanager
@@ -246,9 +253,10 @@ def session(opts: Options):
     """A ``Session`` kept open, its output folder locked (``out_lock``), while the block runs."""
     opts.course, opts.submissions, opts.out = (p.resolve() for p in (opts.course, opts.submissions, opts.out))
     _check(opts)
+    opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
     opts.out.mkdir(parents=True, exist_ok=True)
     with out_lock(opts):
-        open_session = Session(opts)
+        open_session = Session(opts, shards.work_dir(opts.out, opts.shard))
         try:
             yield open_session
         finally:
@@ -256,12 +264,11 @@ def session(opts: Options):
 
 
 def _grade_class(opts: Options) -> dict:
-    work = opts.out / "work"
-    work.mkdir(exist_ok=True)
+    work = shards.work_dir(opts.out, opts.shard)  # with K > 1: one per run, removed when its run is gone
     students = discover(opts, work)
-    if not students:
-        raise GradingError(f"{opts.submissions}: no submissions found")
-    session = Session(opts)
+    if not students and (opts.shard[1] == 1 or not discover(dataclasses.replace(opts, shard=(1, 1)), work)):
+        raise GradingError(f"{opts.submissions}: no submissions found")  # (a shard of a class may have none)
+    session = Session(opts, work)
     checked = session.canary() if opts.canary else None  # before anyone is graded
     in_gradebook = set(gradebook.scores(session.db, opts.assignment, [s.id for s in students]))
     todo, skipped = [], []

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sandbox
+from . import sandbox, shards
 from .gradebook import copy_duedate, db_lock, real_db
 from .options import GradingError, Options
 from .worker import course_env, run_nbgrader
@@ -183,8 +183,9 @@ class Scratch:
         process never reads, follows or copies; nbgrader writes the autograded notebooks into the real
         folder, which the kernel cannot see."""
         # the whole course (its .git, notebooks/ with the answer keys, source/, gradebook, submissions); the
-        # sandbox binds this Python, the grader and the data set back read-only if they are inside
-        hidden = [opts.course, opts.submissions, opts.out]
+        # sandbox binds this Python, the grader and the data set back read-only if they are inside; a shard's
+        # folder (OUT/shards/I-of-K) hides the whole class's OUT
+        hidden = [opts.course, opts.submissions, shards.root_of(opts.out)]
         if real_db(opts).startswith("sqlite:///"):
             hidden.append(Path(real_db(opts)[len("sqlite:///") :]))
         return sandbox.kernelspec(

@@ -61,10 +61,14 @@ def digest(raw: list[Path], timestamp: str | None) -> str:
     return h.hexdigest()
 
 
+def shard_of(student: str, shards: int) -> int:
+    """The shard (1 to K) ``student`` belongs to: a stable hash of the id."""
+    return zlib.crc32(student.encode()) % shards + 1
+
+
 def in_shard(student: str, shard: tuple[int, int]) -> bool:
-    """Whether ``student`` belongs to shard I of K (``shard`` = (I, K)): a stable hash of the id."""
-    n, k = shard
-    return zlib.crc32(student.encode()) % k == n - 1
+    """Whether ``student`` belongs to shard I of K (``shard`` = (I, K))."""
+    return shard_of(student, shard[1]) == shard[0]
 
 
 def _notebook_for(path: Path, notebooks: dict[str, set[str]]) -> str | None:

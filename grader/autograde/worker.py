@@ -128,6 +128,9 @@ def child(target, args: tuple, cwd: str, env: dict, log: str) -> None:
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    # a new Python would put PYTHONPATH first on sys.path; the fork server started before it was set (a course's
+    # plugin or preprocessor, named by its module in nbgrader_config.py, lives in the course directory)
+    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     tempfile.tempdir = None  # recomputed from this environment's TMPDIR
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     sys.stdout.flush()
