@@ -13,11 +13,8 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -37,12 +34,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(reason, allow_module_level=True)
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402  (after the skip: needs the browser)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from servers import free_port, wait_until_answering  # noqa: E402
 
 
 def lab_settings(folder: Path) -> Path:
@@ -92,16 +84,7 @@ def lab(tmp_path_factory):
     log = (tmp / "lab.log").open("w")
     proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"JupyterLab did not start:\n{(tmp / 'lab.log').read_text()}")
-            time.sleep(0.5)
+    wait_until_answering(f"{url}/api/status?token={token}", proc, tmp / "lab.log", 90, "JupyterLab")
     yield {"url": url, "token": token, "root": root, "log": tmp / "lab.log"}
     proc.terminate()
     try:

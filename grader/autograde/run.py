@@ -5,7 +5,8 @@ one message), finds the submissions, grades the instructor's solutions first (``
 students the ledger says are done, grades the rest in a pool of threads (``grade_one``: prechecks, a
 scratch course, a grading process of its own), and, in this thread only, one student at a time,
 collects its feedback, merges its grades into the real gradebook and records it in the ledger; then
-exports grades.csv and writes the summary.
+exports grades.csv and writes the summary. ``Session`` is what a run sets up once and its per-student
+steps; ``session`` keeps one open, for the grade-on-submit service (``grader.instructor.gradeonsubmit``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,32 +167,113 @@ def out_lock(opts: Options):
         yield
 
 
-def _grade_class(opts: Options) -> dict:
-    work = shards.work_dir(opts.out, opts.shard)  # with K > 1: one per run, removed when its run is gone
-    ledger = Ledger(opts.out / "ledger.jsonl")
-    students = discover(opts, work)
-    if not students and (opts.shard[1] == 1 or not discover(dataclasses.replace(opts, shard=(1, 1)), work)):
-        raise GradingError(f"{opts.submissions}: no submissions found")  # (a shard of a class may have none)
-    template = make_template(opts, work)
-    opts.preload = zygote.preload(opts.source)
-    checked = None
-    if opts.canary:  # before anyone is graded: would the instructor's own solutions get full marks here?
-        checked = canary(opts, work, lambda s: grade_one(opts, template, work, s))
+class Session:
+    """What a run sets up once, before any student, and the one-at-a-time record of each graded student.
+
+    Set up: the work folder, the ledger, the scratch template (two ``generate_assignment``, the gradebook's
+    alembic), the zygote's preload list, the real gradebook's URL, the hidden tests' lines. ``grade`` grades
+    one student (in any thread), ``record`` collects its feedback, merges it into the real gradebook and
+    adds it to the ledger (in one thread only). ``_grade_class`` runs one class through a session; the
+    grade-on-submit service (``grader.instructor.gradeonsubmit``) keeps one open while it runs, so that
+    each new submission pays only its own grading."""
+
+    def __init__(self, opts: Options, work: Path) -> None:
+        self.opts = opts
+        self.work = work  # shards.work_dir(...): with K > 1, this run's own
+        self.ledger = Ledger(opts.out / "ledger.jsonl")
+        self.template = make_template(opts, self.work)
+        opts.preload = zygote.preload(opts.source)
+        self.db = gradebook.real_db(opts)
+        self.secret = feedback.hidden_lines(opts.source)
+
+    def canary(self) -> dict:
+        """The instructor's solutions graded first (``canary``); GradingError unless they get full marks."""
+        checked = canary(self.opts, self.work, self.grade)
         print(
             f"canary: the instructor's solutions get {checked['score']:g}/{checked['max_score']:g} here "
             f"({checked['seconds']:g} s)",
             file=sys.stderr,
             flush=True,
         )
-    db = gradebook.real_db(opts)
-    in_gradebook = set(gradebook.scores(db, opts.assignment, [s.id for s in students]))
+        return checked
+
+    def grade(self, s: Student) -> Outcome:
+        return grade_one(self.opts, self.template, self.work, s)
+
+    @staticmethod
+    def outcome(s: Student, fut: Future) -> Outcome:
+        """The outcome of ``fut`` (``grade(s)`` run in a pool); a crash is an outcome too."""
+        try:
+            return fut.result()
+        except Exception as exc:  # a bug or a full disk while grading one student: record, go on
+            s.report = s.report or precheck.Report(s.id, problems=list(s.problems))
+            return Outcome(s.id, False, f"grading crashed: {type(exc).__name__}: {exc}")
+
+    def is_done(self, s: Student, in_gradebook: set[str]) -> bool:
+        """Whether the ledger has merged this very submission (and the gradebook still has it)."""
+        return not self.opts.force and self.ledger.is_done(s.id, s.digest) and s.id in in_gradebook
+
+    def record(self, s: Student, outcome: Outcome) -> dict:
+        """Collect ``s``'s feedback, merge its grades, add it to the ledger; the ledger's entry."""
+        opts = self.opts
+        sc = Scratch(self.work, s.key, opts.assignment)
+        extra = []
+        if outcome.graded:
+            extra = feedback.collect(sc.autograded, sc.feedback, opts.out, s.key, opts.assignment, self.secret)
+        # one student at a time, from this process only
+        graded = sc.gradebook if outcome.graded else None
+        with shards.student_lock(self.db, s.id):  # whoever else merges this student waits its turn
+            extra += gradebook.merge(self.db, opts.assignment, s.id, graded, outcome.manual, key=s.key)
+        (opts.out / "logs").mkdir(exist_ok=True)
+        (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
+        reasons = [r for r in [outcome.reason, *extra] if r]
+        entry = {
+            "student": s.id,
+            "digest": s.digest,
+            "graded": outcome.graded,
+            "reasons": reasons,
+            "problems": s.report.problems,
+            "repairs": s.report.repairs,
+            "flags": s.report.flags,
+            "missing": s.report.missing,
+            "seconds": round(outcome.seconds, 1),
+        }
+        self.ledger.add(entry)
+        shutil.rmtree(sc.root, ignore_errors=True)
+        return entry
+
+    def close(self) -> None:
+        shutil.rmtree(self.work / "template", ignore_errors=True)
+        if self.opts.shard[1] > 1:  # this run's own scratch folder
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+@contextmanager
+def session(opts: Options):
+    """A ``Session`` kept open, its output folder locked (``out_lock``), while the block runs."""
+    opts.course, opts.submissions, opts.out = (p.resolve() for p in (opts.course, opts.submissions, opts.out))
+    _check(opts)
+    opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    with out_lock(opts):
+        open_session = Session(opts, shards.work_dir(opts.out, opts.shard))
+        try:
+            yield open_session
+        finally:
+            open_session.close()
+
+
+def _grade_class(opts: Options) -> dict:
+    work = shards.work_dir(opts.out, opts.shard)  # with K > 1: one per run, removed when its run is gone
+    students = discover(opts, work)
+    if not students and (opts.shard[1] == 1 or not discover(dataclasses.replace(opts, shard=(1, 1)), work)):
+        raise GradingError(f"{opts.submissions}: no submissions found")  # (a shard of a class may have none)
+    session = Session(opts, work)
+    checked = session.canary() if opts.canary else None  # before anyone is graded
+    in_gradebook = set(gradebook.scores(session.db, opts.assignment, [s.id for s in students]))
     todo, skipped = [], []
     for s in students:
-        if not opts.force and ledger.is_done(s.id, s.digest) and s.id in in_gradebook:
-            skipped.append(s)
-        else:
-            todo.append(s)
-    secret = feedback.hidden_lines(opts.source)
+        (skipped if session.is_done(s, in_gradebook) else todo).append(s)
     bar = None
     if opts.progress:
         from tqdm import tqdm
@@ -200,51 +282,27 @@ def _grade_class(opts: Options) -> dict:
     failures = 0
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
-        futures = {pool.submit(grade_one, opts, template, work, s): s for s in todo}
+        futures = {pool.submit(session.grade, s): s for s in todo}
         for fut in as_completed(futures):
             s = futures[fut]
-            try:
-                outcome = fut.result()
-            except Exception as exc:  # a bug or a full disk while grading one student: record, go on
-                outcome = Outcome(s.id, False, f"grading crashed: {type(exc).__name__}: {exc}")
-                s.report = s.report or precheck.Report(s.id, problems=list(s.problems))
-            sc = Scratch(work, s.key, opts.assignment)
-            extra = []
-            if outcome.graded:
-                extra = feedback.collect(sc.autograded, sc.feedback, opts.out, s.key, opts.assignment, secret)
-            # one student at a time, from this process only
-            graded = sc.gradebook if outcome.graded else None
-            with shards.student_lock(db, s.id):  # whoever else merges this student waits its turn
-                extra += gradebook.merge(db, opts.assignment, s.id, graded, outcome.manual, key=s.key)
-            (opts.out / "logs").mkdir(exist_ok=True)
-            (opts.out / "logs" / f"{s.key}.log").write_text(outcome.log)
-            reasons = [r for r in [outcome.reason, *extra] if r]
+            outcome = session.outcome(s, fut)
+            session.record(s, outcome)
             failures += not outcome.graded
-            ledger.add(
-                {
-                    "student": s.id,
-                    "digest": s.digest,
-                    "graded": outcome.graded,
-                    "reasons": reasons,
-                    "problems": s.report.problems,
-                    "repairs": s.report.repairs,
-                    "flags": s.report.flags,
-                    "missing": s.report.missing,
-                    "seconds": round(outcome.seconds, 1),
-                }
-            )
-            shutil.rmtree(sc.root, ignore_errors=True)
             if bar is not None:
                 bar.set_postfix_str(f"failures {failures}")
                 bar.update(1)
     if bar is not None:
         bar.close()
     seconds = time.monotonic() - start
-    proc = run_nbgrader(template, "export", "--to", str(opts.out / "grades.csv"), f"--CourseDirectory.db_url={db}")
+    export(session)
+    summary = summarize(opts, students, session.ledger, len(todo), len(skipped), seconds, checked)
+    session.close()
+    return summary
+
+
+def export(session: Session) -> None:
+    """``grades.csv`` in ``--out``: ``nbgrader export`` of the real gradebook."""
+    out = session.opts.out / "grades.csv"
+    proc = run_nbgrader(session.template, "export", "--to", str(out), f"--CourseDirectory.db_url={session.db}")
     if proc.returncode != 0:
         raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
-    summary = summarize(opts, students, ledger, len(todo), len(skipped), seconds, checked)
-    shutil.rmtree(work / "template", ignore_errors=True)
-    if opts.shard[1] > 1:  # this run's own scratch folder
-        shutil.rmtree(work, ignore_errors=True)
-    return summary

@@ -30,6 +30,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sandbox import die_with_parent
+
 # imported once by the fork server; a module that fails to import is just not preloaded
 PRELOAD = [
     "nbgrader.apps.api",
@@ -119,8 +121,10 @@ def nbgrader_cli(*args: str) -> None:
 
 def child(target, args: tuple, cwd: str, env: dict, log: str) -> None:
     """The body of a forked grading process: a session of its own (the parent kills the whole group),
-    ``cwd``, exactly ``env``, stdout and stderr into ``log``; then ``target(*args)``."""
+    ``cwd``, exactly ``env``, stdout and stderr into ``log``; then ``target(*args)``. It dies with the fork
+    server, and so with the run or the service that started it, even SIGKILLed: no orphan grades on."""
     os.setsid()
+    die_with_parent()
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
