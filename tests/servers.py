@@ -29,3 +29,13 @@ def wait_until_answering(url: str, proc: subprocess.Popen, log: Path, seconds: f
                 proc.kill()
                 pytest.fail(f"{what} did not start in {seconds:g} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
+
+
+def stop(proc: subprocess.Popen, seconds: float = 20) -> None:
+    """SIGTERM ``proc``, and SIGKILL it if it has not exited after ``seconds``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

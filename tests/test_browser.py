@@ -34,7 +34,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(reason, allow_module_level=True)
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402  (after the skip: needs the browser)
-from servers import free_port, wait_until_answering  # noqa: E402
+from servers import free_port, stop, wait_until_answering  # noqa: E402
 
 
 def lab_settings(folder: Path) -> Path:
@@ -86,11 +86,7 @@ def lab(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     wait_until_answering(f"{url}/api/status?token={token}", proc, tmp / "lab.log", 90, "JupyterLab")
     yield {"url": url, "token": token, "root": root, "log": tmp / "lab.log"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
     log.close()
 
 

@@ -88,17 +88,22 @@ def resubmit(root: Path, student: str, answer: str, stamp: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_courses(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fidelity")
+    return (root, *late_courses(root, LATE_CONFIG))
+
+
+def late_courses(root: Path, config: str, files: dict | None = None) -> tuple[Path, Path]:
+    """The tiny class with ``STAMPS`` and the due date ``DUE``, twice: for plain nbgrader and for the class command."""
     from nbgrader.api import Gradebook
 
-    root = tmp_path_factory.mktemp("fidelity")
-    plain = make_tiny_course(root / "plain", TINY_ANSWERS, config=LATE_CONFIG)
+    plain = make_tiny_course(root / "plain", TINY_ANSWERS, config=config, files=files)
     for student, stamp in STAMPS.items():
         (plain / "submitted" / student / "hw1" / "timestamp.txt").write_text(stamp)
     with Gradebook(f"sqlite:///{plain / 'gradebook.db'}") as gb:
         gb.update_or_create_assignment("hw1", duedate=DUE)
     mine = root / "mine"
     shutil.copytree(plain, mine)
-    return root, plain, mine
+    return plain, mine
 
 
 def test_late_on_time_and_no_timestamp_grade_the_same(two_courses):
@@ -213,15 +218,7 @@ class QuarterPerDay(LateSubmissionPlugin):
     ids=["custom-plugin", "none"],
 )
 def test_a_custom_penalty_plugin_and_none_penalise_as_in_nbgrader(tmp_path, config, bobs_penalty):
-    from nbgrader.api import Gradebook
-
-    plain = make_tiny_course(tmp_path / "plain", TINY_ANSWERS, config=config, files={"quarterpenalty.py": PLUGIN})
-    for student, stamp in STAMPS.items():
-        (plain / "submitted" / student / "hw1" / "timestamp.txt").write_text(stamp)
-    with Gradebook(f"sqlite:///{plain / 'gradebook.db'}") as gb:
-        gb.update_or_create_assignment("hw1", duedate=DUE)
-    mine = tmp_path / "mine"
-    shutil.copytree(plain, mine)
+    plain, mine = late_courses(tmp_path, config, files={"quarterpenalty.py": PLUGIN})
     course.nbgrader(plain, "autograde", "hw1")
     class_command(mine, tmp_path / "out")
     assert gradebook(mine) == gradebook(plain)

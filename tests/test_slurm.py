@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 from gathered import check_gathered, gradebook_cells
+from servers import stop
 
 from grader.autograde.submissions import shard_of
 from grader.instructor import course
@@ -169,12 +170,7 @@ def slurm():
     finally:
         subprocess.run(["scancel", "--full", "--quiet", "--user=root"], env=env, capture_output=True)
         for d in reversed(daemons):
-            d.terminate()
-            try:
-                d.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                d.kill()
-                d.wait()
+            stop(d, 30)
         shutil.rmtree(root, ignore_errors=True)
 
 
