@@ -6,10 +6,12 @@ exchange, and starts JupyterHub on 127.0.0.1 with docs/jupyterhub/jupyterhub_con
 configurable-http-proxy (npm), LocalProcessSpawner, and the grade-on-submit service
 (grader/instructor/gradeonsubmit.py) run by the hub under the instructor's account.
 
-The students' steps (fetch_assignment, submit, fetch_feedback) are nbgrader's own commands run as each
-student's Unix user (``runuser -u``), the same exchange code the Assignments tab calls; the browser
-(headless Chromium) logs a student in through the hub's PAM login, shows the Assignments tab and the
-fetched feedback, and takes the screenshots in docs/screenshots/.
+Student A's steps are clicks and keystrokes in headless Chromium (Playwright): the hub's PAM login, the
+Assignments tab of nbgrader's labextension (Fetch, the notebook opened from Downloaded assignments,
+Exercise 1's first answer typed into its cell, Ctrl+S, Submit, Fetch Feedback, "(view feedback)", the page
+opened in JupyterLab), with the screenshots in docs/screenshots/. Student B's steps, and A's later
+submission that the rate limit holds, are nbgrader's own commands (fetch_assignment, submit,
+fetch_feedback) run as the student's Unix user (``runuser -u``): the exchange code behind those buttons.
 
 Skips (saying why) only when not root or without configurable-http-proxy / bubblewrap; with CI set
 those are failures.
@@ -188,14 +190,18 @@ def make_course(root: Path, instructor: str, config: Path) -> Path:
     return c
 
 
-def answer_first_cell(path: Path) -> None:
-    """Exercise 1's first answer cell (dlogprobs) answered correctly, the rest left as released."""
+def first_answer() -> str:
+    """Exercise 1's first answer cell (dlogprobs ... dlogits) answered correctly."""
     source = nbformat.read(course.REPO / "source" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
-    answer = course.solutions(source)["answer_cross_entropy"]
+    return course.solutions(source)["answer_cross_entropy"]
+
+
+def answer_first_cell(path: Path) -> None:
+    """The first answer written into a fetched notebook file (tests/bench_hub.py's students; A types it)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer_cross_entropy":
-            cell.source = answer
+            cell.source = first_answer()
     nbformat.write(nb, path)
 
 
@@ -304,19 +310,126 @@ def hub(tmp_path_factory):
             shutil.rmtree(root, ignore_errors=True)
 
 
+def released_to(state: Path, student: str) -> bool:
+    """The service's state (read as root): the student's submission graded and its feedback released."""
+    try:
+        subs = json.loads((state / "state.json").read_text())["submissions"].values()
+    except (OSError, ValueError, KeyError):
+        return False
+    return any(s["student"] == student and s["status"] == "graded" and s.get("released_at") for s in subs)
+
+
+def student_a_in_the_browser(hub, before_feedback) -> dict:
+    """Student A in headless Chromium, every step a click or keystroke in JupyterLab.
+
+    Log in (the hub's PAM login page); Nbgrader > Assignment List; Fetch (Released assignments); open the
+    notebook from Downloaded assignments; type Exercise 1's first answer into its cell; save (Ctrl+S);
+    Submit; ``before_feedback()`` (B's steps), then wait (reading the service's state as root, no action)
+    until A's feedback is released; Fetch Feedback; (view feedback); open the page in JupyterLab."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    _need(Path(chromium).exists(), "Debian's chromium is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    a = hub["a"]
+    home = Path(pwd.getpwnam(a).pw_dir)
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(240_000)
+            page.goto(f"{hub['url']}/hub/login")
+            page.fill("#username_input", a)
+            page.fill("#password_input", hub["users"].passwords[a])
+            page.click("#login_submit")
+            page.wait_for_url(re.compile(rf"/user/{a}/lab"), timeout=300_000)
+            news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's "notified about news?"
+
+            def assignments_tab() -> None:
+                page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click(timeout=300_000)
+                seen.setdefault("formgrader_items", page.locator(".lm-Menu-itemLabel", has_text="Formgrader").count())
+                page.locator(".lm-Menu-itemLabel", has_text="Assignment List").first.click()
+                expect(page.locator("body")).to_contain_text("Submitted assignments", timeout=120_000)
+
+            assignments_tab()
+            released = page.locator("#released_assignments_list .list_item", has_text=course.ASSIGNMENT)
+            released.get_by_role("button", name="Fetch", exact=True).click()
+            fetched = page.locator("#fetched_assignments_list > .list_item", has_text=course.ASSIGNMENT)
+            fetched.locator("a.assignment-notebooks-link").click()
+            fetched.locator(".assignment-notebooks a", has_text=NOTEBOOK).click()  # docmanager:open
+
+            answer = first_answer()
+            cell = page.locator(".jp-Notebook .jp-CodeCell", has_text="define dlogprobs, dprobs")
+            cell.locator(".cm-content").click()
+            page.keyboard.press("Control+a")  # the cell's text, as released (YOUR CODE HERE, raise ...)
+            page.keyboard.insert_text(answer)  # typed as text input: no auto-indent or auto-closed brackets
+            page.keyboard.press("Escape")
+            notebook = home / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+            dirty = page.locator(".lm-TabBar-tab.jp-mod-dirty", has_text=NOTEBOOK)
+            deadline = time.monotonic() + 120
+            while True:  # saved once more if the kernel's start marked it changed (its language_info) after
+                page.keyboard.press("Control+s")
+                page.wait_for_timeout(3000)
+                if "dlogprobs[range(n), Yb] = -1.0/n" in notebook.read_text() and not dirty.count():
+                    break
+                assert time.monotonic() < deadline, "the notebook was not saved from the browser"
+            seen["saved_cell"] = next(
+                c.source for c in nbformat.read(notebook, as_version=4).cells if "define dlogprobs" in c.source
+            )
+
+            page.locator(".lm-TabBar-tab", has_text="Assignments").click()
+            fetched.get_by_role("button", name="Submit", exact=True).click()
+            submitted = page.locator("#submitted_assignments_list > .list_item", has_text=course.ASSIGNMENT)
+            expect(submitted.get_by_role("button", name="Fetch Feedback", exact=True)).to_be_visible()
+            seen["submitted_at"] = time.monotonic()
+
+            before_feedback()
+            deadline = time.monotonic() + 1200
+            while not released_to(hub["state"], a):
+                assert time.monotonic() < deadline, f"{a}: no feedback after 1200 s"
+                page.wait_for_timeout(3000)
+            submitted.get_by_role("button", name="Fetch Feedback", exact=True).click()
+            view = submitted.locator("a", has_text="(view feedback)")
+            expect(view).to_be_visible()
+            seen["seconds"] = time.monotonic() - seen["submitted_at"]
+            if news.count():
+                news.click()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(SCREENSHOTS / "jupyterhub-assignments.png"))
+            view.click()  # filebrowser:go-to-path, the fetched feedback folder
+            page.locator(".jp-DirListing-item", has_text=f"{NOTEBOOK}.html").dblclick()
+            frame = page.frame_locator(".jp-HTMLViewer iframe, .jp-RenderedHTMLCommon iframe, iframe").first
+            expect(frame.locator("body")).to_contain_text("Graded automatically on submission")
+            seen["feedback_text"] = frame.locator("body").inner_text()
+            if news.count():
+                news.click()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(SCREENSHOTS / "jupyterhub-feedback.png"))
+        finally:
+            browser.close()
+    return seen
+
+
 @pytest.fixture(scope="module")
 def graded(hub):
-    """A answers Exercise 1's first cell and submits, B submits the blank notebook; both wait for feedback."""
+    """A in the browser (fetch, answer Exercise 1's first cell, save, submit, fetch feedback); B submits the
+    blank notebook with nbgrader's commands as B's Unix user."""
     cfg = hub["config"]["student"]
-    for user in (hub["a"], hub["b"]):
-        nbgrader_as(user, "fetch_assignment", course.ASSIGNMENT, config=cfg)
-    home_a = Path(pwd.getpwnam(hub["a"]).pw_dir)
-    answer_first_cell(home_a / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb")
-    submit(hub["a"], cfg)
-    submit(hub["b"], cfg)
-    pages_a, seconds = wait_for_feedback(hub["a"], cfg, 1200, lambda p: "Not graded yet" not in p[NOTEBOOK])
+
+    def b_submits() -> None:
+        nbgrader_as(hub["b"], "fetch_assignment", course.ASSIGNMENT, config=cfg)
+        submit(hub["b"], cfg)
+
+    seen = student_a_in_the_browser(hub, b_submits)
+    folder = Path(pwd.getpwnam(hub["a"]).pw_dir) / course.ASSIGNMENT / "feedback"
+    pages_a = {page.stem: page.read_text() for stamp in sorted(folder.iterdir()) for page in stamp.glob("*.html")}
     pages_b, _ = wait_for_feedback(hub["b"], cfg, 600, lambda p: "Not graded yet" not in p[NOTEBOOK])
-    return {"a": pages_a, "b": pages_b, "seconds": seconds}
+    return {"a": pages_a, "b": pages_b, "seen": seen}
 
 
 def score(page: str) -> tuple[float, float]:
@@ -325,17 +438,21 @@ def score(page: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
-def test_a_gets_points_and_hints_without_instructor_action(hub, graded):
-    page = graded["a"][NOTEBOOK]
-    got, out_of = score(page)
-    assert 0 < got < out_of, (got, out_of)
-    assert "Graded automatically on submission" in page
+def assert_no_hidden_test_source(text: str) -> None:
     hidden = course.REPO / "source" / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb"
     for cell in nbformat.read(hidden, as_version=4).cells:
         m = re.search(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S)
         for line in m.group(1).splitlines() if m else []:
             if len(line.strip()) > 20:
-                assert line.strip() not in text_of(page), f"hidden test source in the feedback: {line}"
+                assert line.strip() not in text, f"hidden test source in the feedback: {line}"
+
+
+def test_a_gets_points_and_hints_without_instructor_action(hub, graded):
+    page = graded["a"][NOTEBOOK]
+    got, out_of = score(page)
+    assert 0 < got < out_of, (got, out_of)
+    assert "Graded automatically on submission" in page
+    assert_no_hidden_test_source(text_of(page))
     log = (hub["state"] / "gradeonsubmit.log").read_text()
     assert "feedback released" in log and hub["a"] in log
 
@@ -384,38 +501,18 @@ def test_second_submission_within_the_window_is_held_and_the_feedback_says_why(h
     assert sorted(s["status"] for s in mine) == ["graded", "held"]
 
 
-def test_browser_student_sees_assignments_tab_and_feedback(hub, graded):
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    _need(Path(chromium).exists(), "Debian's chromium is not installed")
-    from playwright.sync_api import expect, sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    a = hub["a"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(240_000)
-        page.goto(f"{hub['url']}/hub/login")
-        page.fill("#username_input", a)
-        page.fill("#password_input", hub["users"].passwords[a])
-        page.click("#login_submit")
-        page.wait_for_url(re.compile(rf"/user/{a}/lab"), timeout=300_000)
-        page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click(timeout=300_000)
-        expect(page.locator(".lm-Menu-itemLabel", has_text="Formgrader")).to_have_count(0)  # students: no formgrader
-        page.locator(".lm-Menu-itemLabel", has_text="Assignment List").first.click()
-        expect(page.locator("body")).to_contain_text("Submitted assignments", timeout=120_000)
-        expect(page.locator("body")).to_contain_text(course.ASSIGNMENT)
-        page.wait_for_timeout(3000)
-        page.screenshot(path=str(SCREENSHOTS / "jupyterhub-assignments.png"))
-        stamp = sorted((Path(pwd.getpwnam(a).pw_dir) / course.ASSIGNMENT / "feedback").iterdir())[0].name
-        page.goto(f"{hub['url']}/user/{a}/files/{course.ASSIGNMENT}/feedback/{stamp}/{NOTEBOOK}.html")
-        expect(page.locator("body")).to_contain_text("Graded automatically on submission")
-        page.screenshot(path=str(SCREENSHOTS / "jupyterhub-feedback.png"))
-        browser.close()
+def test_browser_a_typed_the_answer_and_saw_the_feedback_in_jupyterlab(hub, graded):
+    seen = graded["seen"]
+    assert seen["formgrader_items"] == 0  # a student's Nbgrader menu has no Formgrader
+    assert seen["saved_cell"].strip() == first_answer().strip()  # what was typed is what was saved
+    got, out_of = score(seen["feedback_text"])  # the page opened in JupyterLab shows the points
+    assert 0 < got < out_of, (got, out_of)
+    assert score(seen["feedback_text"]) == score(graded["a"][NOTEBOOK])
+    assert "dlogprobs" in seen["feedback_text"] and "ok" in seen["feedback_text"]
+    assert re.search(
+        r"dh`? is not defined yet\. Its answer cell still raises NotImplementedError", seen["feedback_text"]
+    )
+    assert_no_hidden_test_source(seen["feedback_text"])
 
 
 def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub):
