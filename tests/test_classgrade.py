@@ -36,20 +36,8 @@ STUDENTS = [
 ]
 # every test here grades (slow), in the sandbox
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
-HOSTILE = [
-    "deletes-the-gradebook",
-    "rewrites-another-submission",
-    "connects-to-localhost",
-    "edits-the-grader",
-    "plants-symlinks",
-    "escapes-as-root",
-    "prints-the-environment",
-    "reads-the-answer-keys",
-    "connects-to-a-unix-socket",
-    "fills-tmp-and-shm",
-    "writes-1-gb-in-its-folder",
-    "forks-500-processes",
-]
+# the attacks of the catalogue: sandbox-only students that are held for review (each prints "blocked: ...")
+HOSTILE = [s.id for s in course.demo_class(sandbox_only=True) if s.sandbox_only and s.held]
 CANARY = "bn-canary-8d1f0c"  # in the course's notebooks/ and .git/ and in the instructor's home
 DB_PASSWORD = "canary-password-5e2b"  # in the grading process's DATABASE_URL
 
