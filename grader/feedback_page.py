@@ -148,8 +148,8 @@ def locked_text(cell) -> str:
     in the cell's metadata, student code cannot), then its hint: the error's message, else the lecture's row."""
     meta = cell.metadata.get("nbgrader", {})
     score, points = _number(meta.get("score")), _number(meta.get("points"))
-    passed = points > 0 and score >= points
-    lines = [f"{'passed' if passed else 'failed'}: {score:g} / {points:g} point{'s' if points != 1 else ''}"]
+    # no "passed" or "failed": a cell held for manual grading also scores 0 until a person grades it
+    lines = [f"score: {score:g} / {points:g} point{'s' if points != 1 else ''}"]
     errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         hint = f"{errors[0].get('ename', 'Error')}: {errors[0].get('evalue', '')}".strip()

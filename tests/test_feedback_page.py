@@ -133,7 +133,7 @@ def test_a_locked_graded_cell_shows_its_score_and_hint_not_what_was_printed_into
     cell.metadata["nbgrader"]["locked"] = True
     feedback_page.SafeOutputs().preprocess_cell(cell, {}, 0)
     assert [o.output_type for o in cell.outputs] == ["stream"]
-    assert cell.outputs[0].text == "failed: 0 / 1 point\nAssertionError: dcounts is wrong: not accumulated\n"
+    assert cell.outputs[0].text == "score: 0 / 1 point\nAssertionError: dcounts is wrong: not accumulated\n"
 
     row = "dcounts         | exact: False | approximate: True  | maxdiff: 6e-09   | ok\n"
     cell = _cell(
@@ -141,7 +141,7 @@ def test_a_locked_graded_cell_shows_its_score_and_hint_not_what_was_printed_into
     )
     cell.metadata["nbgrader"]["locked"] = True
     feedback_page.SafeOutputs().preprocess_cell(cell, {}, 0)
-    assert cell.outputs[0].text == "passed: 2 / 2 points\n" + row
+    assert cell.outputs[0].text == "score: 2 / 2 points\n" + row
 
 
 def test_other_outputs_keep_only_what_cannot_run_in_a_browser():
@@ -186,4 +186,4 @@ def test_the_feedback_page_of_a_hostile_notebook_runs_no_script():
     for step in (feedback_page.FeedbackHead(), feedback_page.SafeOutputs()):
         nb, resources = step.preprocess(nb, resources)
     page = feedback_page.FeedbackExporter(config=config).from_notebook_node(nb, resources)[0]
-    assert "alert('feedback')" not in page and "passed: 1 / 1 point" in page
+    assert "alert('feedback')" not in page and "score: 1 / 1 point" in page
