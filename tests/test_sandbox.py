@@ -57,8 +57,10 @@ def test_the_probe_refuses_a_sandbox_that_keeps_capabilities():
         sandbox.probe(wrap=weakened)
 
 
-def test_the_probe_refuses_a_sandbox_that_can_mount_unmount_and_remount(root_required):
-    def weakened(cmd):  # no user namespace: as root, the kernel would be root with every capability
+def test_the_probe_refuses_a_sandbox_that_can_mount_unmount_and_remount(root_required, monkeypatch):
+    monkeypatch.setattr(sandbox, "host_uid", lambda: None)  # root stays root...
+
+    def weakened(cmd):  # ...and no user namespace: the kernel would be root with every capability
         return _without(cmd, "--unshare-user", "--uid", "--gid", "--cap-drop")
 
     with pytest.raises(sandbox.SandboxError) as err:
@@ -67,7 +69,17 @@ def test_the_probe_refuses_a_sandbox_that_can_mount_unmount_and_remount(root_req
         assert why in str(err.value)
 
 
-def test_the_probe_refuses_a_sandbox_that_sees_the_grading_environment():
+def test_as_root_the_kernel_is_a_host_uid_of_its_own_and_the_probe_refuses_host_root(root_required, monkeypatch):
+    a, b = sandbox.host_uid(), sandbox.host_uid()
+    assert a != b and min(a, b) > sandbox.HOST_UID_BASE  # two sandboxes of one process: two users
+    sandbox.probe()  # the kernel's files are its own uid's
+    monkeypatch.setattr(sandbox, "host_uid", lambda: None)  # the launcher does not drop root
+    with pytest.raises(sandbox.SandboxError, match="ran as host root"):
+        sandbox.probe()
+
+
+def test_the_probe_refuses_a_sandbox_that_sees_the_grading_environment(monkeypatch):
+    monkeypatch.setattr(sandbox, "host_uid", lambda: None)  # without the launcher, root would not drop root
     with pytest.raises(sandbox.SandboxError, match="environment"):
         sandbox.probe(wrap=lambda cmd: cmd[cmd.index("bwrap") :])  # bwrap without the launcher's --clearenv
 
@@ -179,7 +191,7 @@ def test_the_private_tmp_still_shows_what_the_kernel_needs_from_the_hosts(sandbo
 
 
 LIMITS_CODE = r"""
-import ctypes, os, time
+import ctypes, os, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 caps = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff")]
 print("caps", int(caps[0], 16))
@@ -190,18 +202,19 @@ for path in ["/dev/x", "/root/x", "/run/x"]:
         print("wrote", path)
     except OSError:
         pass
-for where in ["/tmp", "/dev/shm"]:
+for where in ["/tmp", "/dev/shm", os.getcwd()]:  # 1 MB files, each under RLIMIT_FSIZE
     mb = 0
     try:
-        with open(where + "/fill", "wb") as f:
-            for mb in range(64):
+        for mb in range(64):
+            with open(f"{where}/fill{mb}", "wb") as f:
                 f.write(bytes(2**20))
-                f.flush()
     except OSError as e:
         print("full", where, mb, e.errno)
-    os.remove(where + "/fill")
+    for name in os.listdir(where):
+        if name.startswith("fill"):
+            os.remove(f"{where}/{name}")
 try:
-    with open(os.path.join(os.getcwd(), "big"), "wb") as f:
+    with open(os.path.join(sys.argv[1], "big"), "wb") as f:  # the runtime folder, on the host's disk
         for mb in range(64):
             f.write(bytes(2**20))
             f.flush()
@@ -224,36 +237,46 @@ for pid in pids:
 
 
 def test_the_limits_hold_in_the_sandbox():
-    """Small limits (32 tasks, 8 MB files, 4 MB /tmp and /dev/shm): each is hit, with its error, and no
-    capability, no unmount, no write to /dev, /root or /run."""
+    """Small limits (32 tasks, 8 MB files, 4 MB /tmp, /dev/shm and working folder): each is hit, with its
+    error, and no capability, no unmount, no write to /dev, /root or /run; as root, the kernel is a host
+    uid of its own, and its working folder is a copy: nothing it writes there reaches the host."""
     import errno
 
-    with tempfile.TemporaryDirectory(prefix="bn-limits-", dir="/tmp") as tmp:
-        run = Path(tmp) / "run"
-        work = Path(tmp) / "work"
-        run.mkdir()
-        work.mkdir()
-        os.chmod(tmp, 0o755)
+    with tempfile.TemporaryDirectory(prefix="bn-limits-", dir="/var/tmp") as tmp:
+        run, seed, work = Path(tmp) / "run", Path(tmp) / "seed", Path(tmp) / "work"
+        for folder in (run, seed, work):
+            folder.mkdir()
+        (seed / "given.txt").write_text("beside the notebooks")
+        uid = sandbox.host_uid()
+        sandbox.hand_over([run, seed], uid)
         cmd = sandbox.command(
-            [sys.executable, "-c", LIMITS_CODE],
+            [sys.executable, "-c", LIMITS_CODE, str(run)],
             sandbox=True,
             memory_bytes=4 * 2**30,
-            writable=[work],
+            writable=[],
             hidden=[],
             runtime=run,
+            private={seed: work},
             nproc=32,
             fsize=8 * 2**20,
             tmp_bytes=4 * 2**20,
+            uid=uid,
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=work)
         lines = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()}
         assert proc.returncode == 0, proc.stderr
         assert lines["caps"] == ["0"] and lines["umount"] == ["-1"] and "wrote" not in lines, proc.stdout
         full = [line.split() for line in proc.stdout.splitlines() if line.startswith("full")]
-        assert [(w, int(e)) for _, w, _, e in full] == [("/tmp", errno.ENOSPC), ("/dev/shm", errno.ENOSPC)]
+        assert [(w, int(e)) for _, w, _, e in full] == [
+            ("/tmp", errno.ENOSPC),
+            ("/dev/shm", errno.ENOSPC),
+            (str(work), errno.ENOSPC),
+        ]
         assert all(int(mb) <= 4 for _, _, mb, _ in full)
+        assert sorted(os.listdir(seed)) == ["given.txt"] and not os.listdir(work)  # the host saw no write
         assert lines["fsize"] == ["8", str(errno.EFBIG)]
-        assert (work / "big").stat().st_size == 8 * 2**20
+        assert (run / "big").stat().st_size == 8 * 2**20
+        assert (run / "big").stat().st_uid == (os.getuid() if uid is None else uid)
         started, err = map(int, lines["nproc"])
         assert started < 32 and err == errno.EAGAIN
 

@@ -66,8 +66,14 @@ def test_the_kernelspec_hides_the_instructors_folders_but_never_python_or_the_gr
     assert {str(course), str(opts.out)} <= tmpfs  # the whole course: source/, submitted/, notebooks/, .git
     assert str(paths.PACKAGE) not in tmpfs
     binds = {(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--bind"}
-    # writable: the runtime folder, and the kernel's private folder seen at the autograded path (nothing else)
-    assert binds == {(str(run_dir), str(run_dir)), (str(sc.kernel.resolve()), str(sc.autograded.resolve()))}
+    # writable: the runtime folder (nothing else of the host's), and a tmpfs at the autograded path that the
+    # launcher inside fills from the kernel's folder, which the kernel sees read-only
+    assert binds == {(str(run_dir), str(run_dir))}
+    assert str(sc.autograded.resolve()) in tmpfs
+    kernel = str(sc.kernel.resolve())
+    assert (kernel, kernel) in {(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--ro-bind"}
+    seeds = [(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--seed"]
+    assert seeds == [(kernel, str(sc.autograded))]
     assert env["JUPYTER_PATH"] == str(sc.share) and env["TMPDIR"] == str(run_dir)
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(course)  # the course's plugins import
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)  # nbgrader finds alembic

@@ -118,21 +118,6 @@ def notes(autograded: Path, cell_timeout: int, memory: float) -> list[str]:
     return out
 
 
-def written(kernel: Path, source: Path) -> list[str]:
-    """Remove what the kernel wrote in its private working folder ``kernel`` beyond the files it started
-    with (those of ``source``; nothing is followed); a note for the instructor if that was over 1 MB."""
-    size = 0
-    for d, dirs, files in os.walk(kernel):
-        for name in files + [n for n in dirs if os.path.islink(os.path.join(d, n))]:
-            path = os.path.join(d, name)
-            if not os.path.lexists(os.path.join(source, os.path.relpath(path, kernel))):
-                size += os.lstat(path).st_size
-    shutil.rmtree(kernel, ignore_errors=True)  # never read again: the grading process copies nothing from it
-    if size > 2**20:
-        return [f"wrote {size / 2**20:.0f} MB of files beside its notebooks (not kept)"]
-    return []
-
-
 def text(page: str) -> str:
     """The plain text of an HTML page (tags removed, entities decoded)."""
     return html.unescape(re.sub(r"<[^>]+>", "", page))

@@ -120,7 +120,7 @@ def add_arguments(p) -> None:
         "--tmp-mb",
         type=float,
         default=d.tmp_bytes / 2**20,
-        help="size of its /tmp and /dev/shm (default: %(default)s)",
+        help="size of its /tmp, of its /dev/shm, and what it may add to its working folder (default: %(default)s)",
     )
     p.add_argument("--force", action="store_true", help="regrade students the ledger says are done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

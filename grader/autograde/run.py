@@ -86,7 +86,9 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
         return Outcome(
             s.id, False, f"nbgrader autograde failed: {_last_error(result.log)}", time.monotonic() - start, log
         )
-    reasons = list(result.notes) + feedback.written(sc.kernel, sc.root / "source" / opts.assignment)
+    # what the kernel wrote beside its notebooks stayed in its sandbox's tmpfs; the host copy it started from goes
+    shutil.rmtree(sc.kernel, ignore_errors=True)
+    reasons = list(result.notes)
     if not result.feedback:
         reasons.append(f"nbgrader generate_feedback failed: {_last_error(result.log)}")
     return Outcome(s.id, True, "; ".join(reasons), time.monotonic() - start, log)

@@ -7,11 +7,13 @@ package ``bubblewrap``): the student's zygote and the kernels forked from it (``
 - no privileges, whoever grades: a user namespace (``--unshare-user``) in which the kernel is uid/gid
   65534 with no capability (``--cap-drop ALL``: CapEff is 0), so it can neither mount, unmount (the
   folders that hide things) nor remount; mounts made outside are locked to it anyway. bwrap maps that id
-  to the user who runs it: when root grades, host uid 0, which cannot be avoided here (Python may live
-  in /root, which no other user can traverse, and bwrap's ``--userns`` path cannot switch gid); so root's
-  secret files are hidden too (``private_paths``: the kernel still owns, read-only, any other file root
-  owns and it can see) and, as Linux exempts host uid 0 from RLIMIT_NPROC, the process count is then capped
-  by a pids cgroup instead (cgroup v1 only: without one the probe warns that it is not capped);
+  to the user who runs it; when root grades, the launcher first becomes a host uid of its own
+  (``host_uid``: no account, no file on the host, no group), so the kernel owns nothing on the host and
+  RLIMIT_NPROC caps its processes (Linux exempts uid 0 from it). That uid could not enter a folder only
+  root may (Python may live in /root): before it drops root, the launcher mounts, in a mount namespace
+  of its own, a tmpfs over each such folder and binds back what the sandbox binds (``stage``); it hands
+  the kernel's folders and its connection files to that uid (``hand_over``, ``--give``). A pids cgroup
+  (cgroup v1) caps the processes too, when there is one;
 - the whole system read-only (``--ro-bind / /``), with a private ``/dev`` (itself read-only), ``/proc``,
   and size-capped ``/tmp`` and ``/dev/shm`` (``--size`` before ``--tmpfs``): a full one fails with ENOSPC;
 - every namespace unshared, the network included: the kernel sees only its own loopback, so it can
@@ -23,19 +25,22 @@ package ``bubblewrap``): the student's zygote and the kernels forked from it (``
   package is in, the instructor's home ($HOME, the invoking user's, /root), /run and /var/run (where
   servers put their Unix sockets) and every other listening Unix socket on the host (/proc/net/unix);
   bound back read-only inside them: this Python, this package, the data set (``_needed_under_tmp``);
-- writable only the kernel's private working folder (``private``: seen at nbgrader's autograded folder's
-  path) and the runtime folder with the kernel's sockets;
+- writable only the kernel's private working folder (``private``: a size-capped tmpfs at nbgrader's
+  autograded folder's path, filled with a copy of the files beside the notebooks) and the runtime folder
+  with the kernel's sockets;
 - a cleared environment (``--clearenv``; also what the zygote's kernels get): only ``ENV_ALLOWED``;
 - the sandbox dies with the grading process that started it (``--die-with-parent``).
 
 Limits, set by the launcher ``python -m grader.autograde.sandbox``: outside bwrap, RLIMIT_AS (address space), so a
 10 GB allocation fails with a MemoryError in that student's cell, a kernel that dies with its parent, so
 killing a student's grading process group takes the kernel with it, and, as root, a pids cgroup of its
-own (``--pids``: cgroup v1 /sys/fs/cgroup/pids); inside bwrap (where RLIMIT_NPROC counts the sandbox's
-own uid only), RLIMIT_NPROC (processes and threads: the zygote, each kernel, torch's and ZeroMQ's threads;
-default ``NPROC``) and RLIMIT_FSIZE (largest file it may write, in the scratch folder too, which is on the
-host's disk; default ``FSIZE``: Python then gets EFBIG). The scratch and runtime folders have no total
-cap: a student may still write many files of up to FSIZE there (the grading process keeps none of them).
+own (``--pids``: cgroup v1 /sys/fs/cgroup/pids) and the drop to ``host_uid``; inside bwrap (where
+RLIMIT_NPROC counts the sandbox's own uid only), RLIMIT_NPROC (processes and threads: the zygote, each
+kernel, torch's and ZeroMQ's threads; default ``NPROC``) and RLIMIT_FSIZE (largest file it may write;
+default ``FSIZE``: Python then gets EFBIG); /tmp, /dev/shm and the working folder are tmpfs of a capped
+size (``TMP_BYTES``, the working folder that much more than its files): a full one gives ENOSPC. The runtime
+folder, on the host's disk (the grading process must reach the kernel's sockets), has no total cap: a kernel may
+still write many files of up to FSIZE there (the grading process keeps none of them).
 ``--no-sandbox`` keeps RLIMIT_AS and RLIMIT_FSIZE and drops bwrap (and the rest).
 
 This module is long because the rules, the launcher that applies them and the probe that checks them on
@@ -44,6 +49,7 @@ this machine must change together; each is small.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -58,6 +64,8 @@ from ..paths import NAMES_ENV_VAR, REPO
 
 KERNEL_NAME = "backprop-ninja-sandbox"
 SANDBOX_UID = 65534  # the kernel's uid and gid in its user namespace
+HOST_UID_BASE = 1_900_000_000  # when root grades: the sandboxes' host uids are above it (``host_uid``)
+_SANDBOXES = itertools.count()
 PIDS_CGROUP = Path("/sys/fs/cgroup/pids/backprop-ninja")  # root only: one pids cgroup per sandbox in it
 TMP_BYTES = 256 * 2**20  # default size of the sandbox's /tmp and of its /dev/shm (each)
 NPROC = 256  # default RLIMIT_NPROC in the sandbox: processes + threads of all its kernels
@@ -91,6 +99,51 @@ SYSTEM_PRIVATE = (
     "/run", "/var/run", "/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh",
     "/etc/ssl/private", "/var/lib", "/var/log", "/var/backups", "/var/spool", "/var/mail",
 )  # fmt: skip
+
+
+def host_uid() -> int | None:
+    """The host uid and gid of a sandbox started from this process: None unless root grades (bwrap then
+    maps the kernel to the grader's own user); as root, one of its own for each sandbox (this process's
+    pid and a counter: two students graded at once never share one), that no account on this host has."""
+    if os.geteuid() != 0:
+        return None
+    import grp
+    import pwd
+
+    uid = HOST_UID_BASE + (os.getpid() % 10**5) * 1000 + next(_SANDBOXES) % 1000
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            try:
+                grp.getgrgid(uid)
+            except KeyError:
+                return uid
+        uid += 10**8
+
+
+def hand_over(paths, uid: int | None) -> None:
+    """Give ``paths`` and everything in them (links not followed) to ``uid``: the folders the sandbox may
+    write, made by the grading process, which the kernel could not write as another user. None: nothing."""
+    if uid is None:
+        return
+    for top in paths:
+        top = str(top)
+        if not os.path.lexists(top):
+            continue
+        os.chown(top, uid, uid, follow_symlinks=False)
+        if os.path.isdir(top) and not os.path.islink(top):
+            for d, dirs, files in os.walk(top):
+                for name in dirs + files:
+                    os.chown(os.path.join(d, name), uid, uid, follow_symlinks=False)
+
+
+def give(path: str, uid: int) -> None:
+    """Give the file ``path`` to ``uid`` if it is a regular file of ours (not a link): a kernel's connection
+    file, which the kernel manager wrote for its own user only."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+        os.chown(path, uid, uid, follow_symlinks=False)
 
 
 def private_paths() -> list[Path]:
@@ -130,6 +183,15 @@ def _needed_under_tmp(hidden=()) -> list[str]:
     the grader package, the data set named by ``grader.paths.NAMES_ENV_VAR`` (or the checkout's data/ folder)."""
     tmp = Path("/tmp").resolve()
     under = [tmp, *(Path(h).resolve() for h in hidden)]
+    out: list[Path] = []
+    for path in sorted(_needed(), key=lambda p: len(p.parts)):
+        if any(u in path.parents for u in under) and not any(o == path or o in path.parents for o in out):
+            out.append(path)
+    return [str(p) for p in out]
+
+
+def _needed() -> list[Path]:
+    """What every kernel reads: the Python installation and its site-packages, the grader package, the data."""
     package = Path(__file__).resolve().parent.parent  # grader/
     needed = [
         sys.prefix,
@@ -140,11 +202,7 @@ def _needed_under_tmp(hidden=()) -> list[str]:
         os.environ.get(NAMES_ENV_VAR) or "",
         *(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")),  # a .pth's too
     ]
-    out: list[Path] = []
-    for path in sorted((Path(p).resolve() for p in needed if p and Path(p).exists()), key=lambda p: len(p.parts)):
-        if any(u in path.parents for u in under) and not any(o == path or o in path.parents for o in out):
-            out.append(path)
-    return [str(p) for p in out]
+    return [Path(p).resolve() for p in needed if p and Path(p).exists()]
 
 
 def bwrap_args(
@@ -160,9 +218,11 @@ def bwrap_args(
     or (source, destination) pairs (the source's content, writable, at the destination). ``env``: the
     environment to give the sandbox (filtered by ``kernel_env``); None: the launcher's ``--clearenv`` does it.
 
-    ``private`` maps a host folder to the path where the kernel sees it instead of what is there (the
-    kernel's working folder: nbgrader's autograded folder, which the grading process writes after the
-    kernel, is never the folder the kernel writes into)."""
+    ``private`` maps a host folder to the path where the kernel sees a copy of it instead of what is there
+    (the kernel's working folder: nbgrader's autograded folder, which the grading process writes after
+    the kernel, is never the folder the kernel writes into): a tmpfs of ``tmp_bytes`` more than the
+    folder holds, which the launcher inside fills (``--seed``) from the host folder, bound read-only at
+    its own path. What the kernel writes there stays in the sandbox, within that size."""
     size = ["--size", str(tmp_bytes)]
     args = ["bwrap", *env_args(env)] if env is not None else ["bwrap"]
     args += [
@@ -209,11 +269,23 @@ def bwrap_args(
     for path in [runtime, *writable]:
         src, dest = path if isinstance(path, tuple) else (path, path)
         args += ["--bind", str(Path(src).resolve()), str(Path(dest).resolve())]
-    for host, seen_as in (private or {}).items():
-        args += ["--bind", str(Path(host).resolve()), str(Path(seen_as).resolve())]
+    for host, seen_as in (private or {}).items():  # a tmpfs the launcher inside fills from host (``--seed``)
+        room = tmp_bytes + _size(Path(host))
+        args += ["--size", str(room), "--tmpfs", str(Path(seen_as).resolve())]
+        args += ["--ro-bind", str(Path(host).resolve()), str(Path(host).resolve())]
     for path in readonly:  # after the binds inside them: the empty folders become read-only too
         args += ["--remount-ro", path]
     return args
+
+
+def _size(folder: Path) -> int:
+    """The bytes of the regular files in ``folder`` (links not followed)."""
+    total = 0
+    for d, _, files in os.walk(folder):
+        for name in files:
+            st = os.lstat(os.path.join(d, name))
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 def env_args(env) -> list[str]:
@@ -237,16 +309,21 @@ def command(
     nproc: int = NPROC,
     fsize: int = FSIZE,
     tmp_bytes: int = TMP_BYTES,
+    uid: int | None = None,
+    give: tuple[str, ...] = (),
 ) -> list[str]:
     """The limited (and, with ``sandbox``, sandboxed) command that runs ``inner``: the launcher
     ``python -m grader.autograde.sandbox`` (limits, the user, the environment) around bwrap around the launcher again
-    (the limits that must be set inside the user namespace) around ``inner``."""
+    (the limits that must be set inside the user namespace) around ``inner``. ``uid``: the host uid the
+    launcher becomes before bwrap (``host_uid``; root only); ``give``: files it hands to that uid first."""
     launcher = [python, "-m", "grader.autograde.sandbox"]
     if not sandbox:
         return [*launcher, "--memory", str(memory_bytes), "--fsize", str(fsize), "--", *inner]
-    inside = [*launcher, "--nproc", str(nproc), "--fsize", str(fsize), "--", *inner]
+    seeds = [a for host, dest in (private or {}).items() for a in ("--seed", str(Path(host).resolve()), str(dest))]
+    inside = [*launcher, "--nproc", str(nproc), "--fsize", str(fsize), *seeds, "--", *inner]
     wrapped = bwrap_args(writable, hidden, runtime, private, tmp_bytes=tmp_bytes) + inside
-    return [*launcher, "--memory", str(memory_bytes), "--pids", str(nproc), "--clearenv", "--", *wrapped]
+    user = ["--host-uid", str(uid), *(a for path in give for a in ("--give", path))] if uid is not None else []
+    return [*launcher, "--memory", str(memory_bytes), "--pids", str(nproc), *user, "--clearenv", "--", *wrapped]
 
 
 def kernelspec(
@@ -262,20 +339,23 @@ def kernelspec(
     zygote: list[str] | None = None,
     env: dict[str, str] | None = None,
     limits: dict[str, int] | None = None,
+    uid: int | None = None,
 ) -> Path:
     """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
-    ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
-    ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES).
+        ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
+        ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES). ``uid``: the sandbox's host uid
+    (``host_uid``), to which the runtime folder and the writable folders are handed over (``hand_over``).
 
-    With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
-    ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
-    start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
+        With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
+        ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
+        start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
     folder = dest / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     env = {"PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TMPDIR": "/tmp", **(env or {})}
+    hand_over([runtime, *(w[0] if isinstance(w, tuple) else w for w in writable), *(private or {})], uid)
     if zygote is None:
         inner = [python, "-m", "ipykernel_launcher", *kernel_args]
     else:
@@ -290,12 +370,15 @@ def kernelspec(
         runtime=runtime,
         private=private,
         python=python,
+        uid=uid,
+        give=("{connection_file}",) if zygote is None else (),
         **(limits or {}),
     )
     if zygote is None:
         argv = limited
     else:
-        argv = [python, "-m", "grader.autograde.zygote", "connect", socket_path, "--", *kernel_args]
+        owner = ["--owner", str(uid)] if uid is not None else []
+        argv = [python, "-m", "grader.autograde.zygote", "connect", socket_path, *owner, "--", *kernel_args]
         (folder / "zygote.json").write_text(json.dumps({"argv": limited, "socket": socket_path}, indent=1))
     spec = {
         "argv": argv,
@@ -342,9 +425,9 @@ if libc.mount(None, b"/", None, 32 | 4096, None) == 0:  # MS_REMOUNT | MS_BIND: 
 
 def probe(timeout: float = 30, wrap=None) -> None:
     """Check that bwrap can start a sandbox here, as the kernels get it (``command``), in which the kernel
-    has no capability (CapEff 0), cannot mount, unmount a hidden folder, remount / read-write, write
-    outside its scratch folder, read a hidden folder, nor reach the network. ``wrap``: a function of the
-    command, to test the probe on a weakened one.
+    has no capability (CapEff 0), is not host root (what it writes is not root's), cannot mount, unmount a
+    hidden folder, remount / read-write, write outside its scratch folder, read a hidden folder, nor reach the
+    network. ``wrap``: a function of the command, to test the probe on a weakened one.
 
     Raises SandboxError with the reason when it cannot.
     """
@@ -363,8 +446,16 @@ def probe(timeout: float = 30, wrap=None) -> None:
         (tmp / "hidden" / "secret").write_text("secret")
         outside = [tmp / "outside", Path(sys.prefix) / f".bn-probe-{os.getpid()}"]
         inner = [sys.executable, "-c", PROBE_CODE, str(tmp / "w"), str(tmp / "hidden"), *map(str, outside)]
+        uid = host_uid()
+        hand_over([tmp / "w", tmp / "run"], uid)
         cmd = command(
-            inner, sandbox=True, memory_bytes=0, writable=[tmp / "w"], hidden=[tmp / "hidden"], runtime=tmp / "run"
+            inner,
+            sandbox=True,
+            memory_bytes=0,
+            writable=[tmp / "w"],
+            hidden=[tmp / "hidden"],
+            runtime=tmp / "run",
+            uid=uid,
         )
         cmd = wrap(cmd) if wrap else cmd
         try:
@@ -386,10 +477,13 @@ def probe(timeout: float = 30, wrap=None) -> None:
                 seen.append("outside-writable")
         if not (tmp / "w" / "ok").is_file():
             raise SandboxError("bwrap started, but the sandbox could not write its scratch folder")
+        if (tmp / "w" / "ok").lstat().st_uid == 0:  # what the kernel writes is its host uid's
+            seen.append("hostroot")
         problems = [
             why
             for bad, why in [
                 ("caps", f"kept capabilities (CapEff {_after(proc.stdout, 'caps')}, not 0)"),
+                ("hostroot", "ran as host root (uid 0 outside its user namespace)"),
                 ("mount", "could mount a file system"),
                 ("umount", "could unmount a hidden folder"),
                 ("remount", "could remount / read-write"),
@@ -402,13 +496,6 @@ def probe(timeout: float = 30, wrap=None) -> None:
         ]
         if problems:
             raise SandboxError("bwrap started, but the sandbox " + "; ".join(problems))
-        if os.geteuid() == 0 and not os.access(PIDS_CGROUP.parent, os.W_OK):
-            print(
-                f"grader.autograde.sandbox: warning: no pids cgroup ({PIDS_CGROUP.parent} is not writable), and "
-                "RLIMIT_NPROC does not apply to root: the number of processes a student starts is not capped. Grade as "
-                "a non-root user to cap it.",
-                file=sys.stderr,
-            )
 
 
 def _after(text: str, word: str) -> str:
@@ -448,10 +535,91 @@ def pids_cgroup(limit: int) -> bool:
         return False
 
 
+_BIND_FLAGS = ("--bind", "--ro-bind", "--bind-try", "--ro-bind-try", "--dev-bind")
+
+
+def _enters(folder: str, uid: int) -> bool:
+    """Whether ``uid`` (no supplementary group, gid ``uid``) may enter ``folder``."""
+    st = os.stat(folder)
+    bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid == uid else 0o001
+    return bool(st.st_mode & bit)
+
+
+def _closed_to(paths: list[Path], uid: int) -> list[Path]:
+    """The topmost folders ``uid`` cannot enter on the way to each of ``paths``."""
+    out: set[Path] = set()
+    for path in paths:
+        for folder in reversed(path.parents):
+            if not _enters(str(folder), uid):
+                out.add(folder)
+                break
+    return [f for f in out if not any(o in f.parents for o in out)]
+
+
+def _mount(source, target: str, fstype, flags: int, data=None) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    enc = [x.encode() if isinstance(x, str) else x for x in (source, target, fstype, data)]
+    if libc.mount(enc[0], enc[1], enc[2], flags, enc[3]) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def stage(bwrap: list[str], uid: int) -> None:
+    """Before root becomes ``uid``: make what the sandbox binds and hides (``bwrap``'s sources and
+    destinations) and what every kernel reads (``_needed``) reachable to ``uid``. In a mount namespace of this process's
+    own, each folder on the way that ``uid`` cannot enter becomes an empty tmpfs with those paths bound
+    back in it; the rest of that folder stays out of reach. Nothing to do when nothing is closed."""
+    import ctypes
+
+    wanted = list(_needed())
+    for i, arg in enumerate(bwrap[:-2]):
+        if arg in _BIND_FLAGS:
+            wanted += [Path(os.path.realpath(p)) for p in bwrap[i + 1 : i + 3] if p not in ("/", "/dev/null")]
+        elif arg == "--tmpfs" and bwrap[i + 1] != "/":  # a hidden folder: bwrap mounts on it
+            wanted.append(Path(os.path.realpath(bwrap[i + 1])))
+    closed = _closed_to(wanted, uid)
+    if not closed:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x20000) != 0:  # CLONE_NEWNS
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    ms_bind, ms_rec, ms_private = 4096, 16384, 1 << 18
+    _mount(None, "/", None, ms_rec | ms_private)
+    inside = sorted(
+        {p for p in wanted if p.exists() and any(c in p.parents for c in closed)}, key=lambda p: len(p.parts)
+    )
+    kept: list[Path] = []
+    for path in inside:  # the outermost of nested paths carries the others
+        if not any(k == path or k in path.parents for k in kept):
+            kept.append(path)
+    fds = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in kept}  # before the tmpfs hides them
+    for folder in closed:
+        _mount("tmpfs", str(folder), "tmpfs", 0, "mode=0755")
+    for path, fd in fds.items():
+        os.makedirs(path.parent, mode=0o755, exist_ok=True)
+        if path.is_dir() or os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            path.touch()
+        _mount(f"/proc/self/fd/{fd}", str(path), None, ms_bind | ms_rec)
+        os.close(fd)
+
+
+def become(uid: int) -> None:
+    """Drop root for good: uid and gid ``uid``, no supplementary group."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
 def main(argv=None) -> int:
-    """``python -m grader.autograde.sandbox [--memory BYTES] [--nproc N] [--fsize BYTES] [--pids N] [--clearenv]
-    -- COMMAND...``: set the limits (--pids: as root, a pids cgroup); with --clearenv, keep only
-    ``kernel_env`` (and give bwrap ``env_args``); then exec COMMAND."""
+    """``python -m grader.autograde.sandbox [--memory BYTES] [--nproc N] [--fsize BYTES] [--pids N]
+    [--host-uid UID [--give FILE]...] [--seed FROM TO]... [--clearenv] -- COMMAND...``: set the limits
+    (--pids: as root, a pids cgroup); copy each folder FROM into TO; with --clearenv, keep only
+    ``kernel_env`` (and give bwrap ``env_args``); as root with --host-uid, give each FILE to UID, ``stage`` what
+    bwrap binds, and become UID; then exec COMMAND."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--")
     options, command = argv[:split], argv[split + 1 :]
@@ -464,6 +632,9 @@ def main(argv=None) -> int:
             resource.setrlimit(limit, (value(name), value(name)))
     if value("--fsize") > 0:
         resource.setrlimit(resource.RLIMIT_FSIZE, (value("--fsize"), value("--fsize")))
+    for i, option in enumerate(options[:-2]):
+        if option == "--seed":  # inside the sandbox: the working folder's tmpfs gets its files
+            shutil.copytree(options[i + 1], options[i + 2], symlinks=True, dirs_exist_ok=True)
     env = dict(os.environ)
     if "--clearenv" in options:
         env = kernel_env(os.environ)
@@ -471,7 +642,15 @@ def main(argv=None) -> int:
             command = [command[0], *env_args(env), *command[1:]]
     if value("--pids") > 0 and os.geteuid() == 0:
         pids_cgroup(value("--pids"))
-    die_with_parent()
+    uid = value("--host-uid")
+    if uid > 0 and os.geteuid() == 0:
+        for i, option in enumerate(options[:-1]):
+            if option == "--give":
+                give(options[i + 1], uid)
+        if Path(command[0]).name == "bwrap":
+            stage(command, uid)
+        become(uid)
+    die_with_parent()  # after become: a change of user clears it
     os.execvpe(command[0], command, env)
     return 127  # pragma: no cover
 

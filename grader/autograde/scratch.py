@@ -203,6 +203,7 @@ class Scratch:
                 "MPLCONFIGDIR": str(run_dir / "mpl"),
             },
             limits={"nproc": opts.nproc, "fsize": opts.fsize, "tmp_bytes": opts.tmp_bytes},
+            uid=sandbox.host_uid() if opts.sandbox else None,
         )
 
     def env(self, course: Path, run_dir: Path) -> dict[str, str]:

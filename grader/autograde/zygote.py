@@ -223,8 +223,9 @@ def start(kernel_dir, env: dict | None = None, timeout: float | None = None):
     return proc
 
 
-def connect(path: str, argv: list[str], timeout: float = 120) -> int:
-    """The kernelspec's command: ask the zygote for a kernel; wait for it to end; exit with its code."""
+def connect(path: str, argv: list[str], timeout: float = 120, owner: int | None = None) -> int:
+    """The kernelspec's command: ask the zygote for a kernel; wait for it to end; exit with its code.
+    ``owner``: the sandbox's host uid (when root grades), to which the connection file (``-f``) goes first."""
     deadline = time.monotonic() + timeout
     while True:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -237,8 +238,10 @@ def connect(path: str, argv: list[str], timeout: float = 120) -> int:
                 print(f"grader.autograde.zygote: no zygote listening on {path} after {timeout:.0f} s", file=sys.stderr)
                 return 1
             time.sleep(0.05)
-    from .sandbox import kernel_env
+    from .sandbox import give, kernel_env
 
+    if owner is not None and "-f" in argv[:-1]:
+        give(argv[argv.index("-f") + 1], owner)  # the kernel manager wrote it for itself only
     # only the allowed environment enters the sandbox (the kernel manager gave this client the grading process's)
     request = {"argv": argv, "cwd": os.getcwd(), "env": kernel_env(os.environ)}
     s.sendall((json.dumps(request) + "\n").encode())
@@ -257,12 +260,15 @@ def connect(path: str, argv: list[str], timeout: float = 120) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m grader.autograde.zygote serve SOCKET [MODULE...]`` or ``... connect SOCKET -- KERNEL-ARGS``."""
+    """``python -m grader.autograde.zygote serve SOCKET [MODULE...]`` or
+    ``... connect SOCKET [--owner UID] -- KERNEL-ARGS``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "serve":
         return serve(argv[1], argv[2:])
     if len(argv) >= 3 and argv[0] == "connect" and argv[2] == "--":
         return connect(argv[1], argv[3:])
+    if len(argv) >= 5 and argv[0] == "connect" and argv[2] == "--owner" and argv[4] == "--":
+        return connect(argv[1], argv[5:], owner=int(argv[3]))
     print(main.__doc__, file=sys.stderr)
     return 2
 
