@@ -202,7 +202,7 @@ for path in ["/dev/x", "/root/x", "/run/x"]:
         print("wrote", path)
     except OSError:
         pass
-for where in ["/tmp", "/dev/shm", os.getcwd()]:  # 1 MB files, each under RLIMIT_FSIZE
+for where in ["/tmp", "/dev/shm", os.getcwd(), sys.argv[1]]:  # 1 MB files, each under RLIMIT_FSIZE
     mb = 0
     try:
         for mb in range(64):
@@ -237,9 +237,10 @@ for pid in pids:
 
 
 def test_the_limits_hold_in_the_sandbox():
-    """Small limits (32 tasks, 8 MB files, 4 MB /tmp, /dev/shm and working folder): each is hit, with its
-    error, and no capability, no unmount, no write to /dev, /root or /run; as root, the kernel is a host
-    uid of its own, and its working folder is a copy: nothing it writes there reaches the host."""
+    """Small limits (32 tasks, 8 MB files, 4 MB /tmp, /dev/shm and working folder, a 16 MB runtime folder):
+    each is hit, with its error, and no capability, no unmount, no write to /dev, /root or /run; the working
+    folder is a copy and the runtime folder a tmpfs of the grading process's: nothing written there
+    reaches the host's folders."""
     import errno
 
     with tempfile.TemporaryDirectory(prefix="bn-limits-", dir="/var/tmp") as tmp:
@@ -262,21 +263,25 @@ def test_the_limits_hold_in_the_sandbox():
             tmp_bytes=4 * 2**20,
             uid=uid,
         )
+        # what worker.grade does before it starts a kernel
+        private = "import os, sys; from grader.autograde import sandbox; "
+        private += "assert sandbox.private_tmpfs(sys.argv[1], 16 * 2**20); os.execvp(sys.argv[2], sys.argv[2:])"
+        cmd = [sys.executable, "-c", private, str(run), *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=work)
         lines = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()}
         assert proc.returncode == 0, proc.stderr
         assert lines["caps"] == ["0"] and lines["umount"] == ["-1"] and "wrote" not in lines, proc.stdout
         full = [line.split() for line in proc.stdout.splitlines() if line.startswith("full")]
-        assert [(w, int(e)) for _, w, _, e in full] == [
+        assert [(w, int(e)) for w, _, e in (f[1:] for f in full)] == [
             ("/tmp", errno.ENOSPC),
             ("/dev/shm", errno.ENOSPC),
             (str(work), errno.ENOSPC),
+            (str(run), errno.ENOSPC),
         ]
-        assert all(int(mb) <= 4 for _, _, mb, _ in full)
+        assert [int(mb) <= cap for (_, _, mb, _), cap in zip(full, (4, 4, 4, 16), strict=True)] == [True] * 4, full
         assert sorted(os.listdir(seed)) == ["given.txt"] and not os.listdir(work)  # the host saw no write
         assert lines["fsize"] == ["8", str(errno.EFBIG)]
-        assert (run / "big").stat().st_size == 8 * 2**20
-        assert (run / "big").stat().st_uid == (os.getuid() if uid is None else uid)
+        assert not os.listdir(run)  # the 8 MB file was in the runtime folder's tmpfs, gone with it
         started, err = map(int, lines["nproc"])
         assert started < 32 and err == errno.EAGAIN
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from grader import paths
-from grader.autograde import scratch
+from grader.autograde import sandbox, scratch
 from grader.autograde.feedback import CapOutputs, ShortTracebacks
 from grader.autograde.options import Options
 from grader.autograde.scratch import Scratch
@@ -44,8 +44,10 @@ def test_create_copies_the_template_and_hands_in_the_notebooks(tmp_path):
 
 def test_the_runtime_folder_is_short_and_removed_afterwards(tmp_path):
     with Scratch(tmp_path, "ann", "hw1").runtime() as run_dir:
-        assert str(run_dir).startswith("/tmp/bn-") and len(str(run_dir / "kernel")) < 40
-        assert {p.name for p in run_dir.iterdir()} == {"home", "ipython", "mpl"}
+        kernels = scratch.kernel_runtime(run_dir)
+        assert str(run_dir).startswith("/tmp/bn-") and len(str(kernels / "kernel")) < 40
+        assert [p.name for p in run_dir.iterdir()] == ["k"]  # the connection files go beside it
+        assert {p.name for p in kernels.iterdir()} == {"home", "ipython", "mpl"}
     assert not run_dir.exists()
 
 
@@ -66,9 +68,13 @@ def test_the_kernelspec_hides_the_instructors_folders_but_never_python_or_the_gr
     assert {str(course), str(opts.out)} <= tmpfs  # the whole course: source/, submitted/, notebooks/, .git
     assert str(paths.PACKAGE) not in tmpfs
     binds = {(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--bind"}
-    # writable: the runtime folder (nothing else of the host's), and a tmpfs at the autograded path that the
-    # launcher inside fills from the kernel's folder, which the kernel sees read-only
-    assert binds == {(str(run_dir), str(run_dir))}
+    # writable: the kernels' runtime folder (nothing else of the host's; its connection files' folder read-only),
+    # and a tmpfs at the autograded path that the launcher inside fills from the kernel's folder (read-only)
+    kernels = str(run_dir / "k")
+    assert binds == {(kernels, kernels)}
+    ro = [i for i, a in enumerate(launched) if a == "--ro-bind" and launched[i + 1 : i + 3] == [str(run_dir)] * 2]
+    assert ro and ro[0] < launched.index(kernels)  # read-only first, then the part inside it
+    assert env[sandbox.RUNTIME_ENV] == f"{sandbox.RUNTIME_BYTES} {kernels}"
     assert str(sc.autograded.resolve()) in tmpfs
     kernel = str(sc.kernel.resolve())
     assert (kernel, kernel) in {(launched[i + 1], launched[i + 2]) for i, a in enumerate(launched) if a == "--ro-bind"}
@@ -91,6 +97,6 @@ def test_the_nbgrader_config_loads_the_courses_then_the_grading_overrides(tmp_pa
     scratch.write_config(folder, opts, "sqlite:///x.db", Path("/tmp/bn-x"))
     c = PyFileConfigLoader("nbgrader_config.py", path=str(folder)).load_config()
     assert c.CourseDirectory.course_id == "tiny" and c.CourseDirectory.root == str(folder)
-    assert c.Execute.timeout == 17 and c.KernelManager.ip == "/tmp/bn-x/kernel"
+    assert c.Execute.timeout == 17 and c.KernelManager.ip == "/tmp/bn-x/k/kernel"  # in the kernels' writable part
     assert c.Autograde.autograde_preprocessors[-1] is CapOutputs
     assert ShortTracebacks in c.GenerateFeedback.preprocessors

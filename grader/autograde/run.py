@@ -65,7 +65,7 @@ def grade_one(opts: Options, template: Path, work: Path, s: Student) -> Outcome:
                 grade,
                 (str(sc.root), opts.assignment, s.key, str(opts.memory), str(sc.result), str(kernel)),
                 sc.root,
-                sc.env(opts.course, run_dir),
+                sc.env(opts.course, run_dir, opts.sandbox),
                 opts.student_timeout,
             )
         except TimeoutError as exc:  # the process group is gone: nbgrader and, with it, the sandboxed kernel

@@ -70,6 +70,8 @@ PIDS_CGROUP = Path("/sys/fs/cgroup/pids/backprop-ninja")  # root only: one pids 
 TMP_BYTES = 256 * 2**20  # default size of the sandbox's /tmp and of its /dev/shm (each)
 NPROC = 256  # default RLIMIT_NPROC in the sandbox: processes + threads of all its kernels
 FSIZE = 256 * 2**20  # default RLIMIT_FSIZE: the largest file a kernel may write
+RUNTIME_BYTES = 64 * 2**20  # the kernels' runtime folder's tmpfs (``private_tmpfs``): sockets, HOME, IPython's
+RUNTIME_ENV = "BN_KERNEL_TMPFS"  # "BYTES PATH": a grading process (``worker.grade``) makes it (not the kernel)
 # The kernel's whole environment (the rest of the grading process's, a DATABASE_URL with its password
 # for one, never reaches it): where to find programs (PATH) and its own folders (HOME, TMPDIR, IPython's,
 # matplotlib's, Jupyter's runtime folder), the locale, no .pyc files in read-only folders, matplotlib's
@@ -213,10 +215,12 @@ def bwrap_args(
     *,
     tmp_bytes: int = TMP_BYTES,
     env: dict | None = None,
+    readable: tuple = (),
 ) -> list[str]:
     """bwrap's arguments (without the command) for the rules of the module docstring. ``writable``: folders,
     or (source, destination) pairs (the source's content, writable, at the destination). ``env``: the
     environment to give the sandbox (filtered by ``kernel_env``); None: the launcher's ``--clearenv`` does it.
+    ``readable``: host folders bound read-only before the writable ones (which may be inside them).
 
     ``private`` maps a host folder to the path where the kernel sees a copy of it instead of what is there
     (the kernel's working folder: nbgrader's autograded folder, which the grading process writes after
@@ -266,6 +270,8 @@ def bwrap_args(
     # the private /tmp and the hidden folders must not hide Python, the grader or the data
     for path in _needed_under_tmp(hidden):
         args += ["--ro-bind", path, path]
+    for path in readable:
+        args += ["--ro-bind", str(Path(path).resolve()), str(Path(path).resolve())]
     for path in [runtime, *writable]:
         src, dest = path if isinstance(path, tuple) else (path, path)
         args += ["--bind", str(Path(src).resolve()), str(Path(dest).resolve())]
@@ -311,6 +317,7 @@ def command(
     tmp_bytes: int = TMP_BYTES,
     uid: int | None = None,
     give: tuple[str, ...] = (),
+    readable: tuple = (),
 ) -> list[str]:
     """The limited (and, with ``sandbox``, sandboxed) command that runs ``inner``: the launcher
     ``python -m grader.autograde.sandbox`` (limits, the user, the environment) around bwrap around the launcher again
@@ -321,7 +328,7 @@ def command(
         return [*launcher, "--memory", str(memory_bytes), "--fsize", str(fsize), "--", *inner]
     seeds = [a for host, dest in (private or {}).items() for a in ("--seed", str(Path(host).resolve()), str(dest))]
     inside = [*launcher, "--nproc", str(nproc), "--fsize", str(fsize), *seeds, "--", *inner]
-    wrapped = bwrap_args(writable, hidden, runtime, private, tmp_bytes=tmp_bytes) + inside
+    wrapped = bwrap_args(writable, hidden, runtime, private, tmp_bytes=tmp_bytes, readable=readable) + inside
     user = ["--host-uid", str(uid), *(a for path in give for a in ("--give", path))] if uid is not None else []
     return [*launcher, "--memory", str(memory_bytes), "--pids", str(nproc), *user, "--clearenv", "--", *wrapped]
 
@@ -340,15 +347,17 @@ def kernelspec(
     env: dict[str, str] | None = None,
     limits: dict[str, int] | None = None,
     uid: int | None = None,
+    readable: tuple = (),
 ) -> Path:
     """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
-        ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
-        ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES). ``uid``: the sandbox's host uid
-    (``host_uid``), to which the runtime folder and the writable folders are handed over (``hand_over``).
+            ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
+            ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES). ``uid``: the sandbox's host uid
+        (``host_uid``), to which the runtime folder and the writable folders are handed over (``hand_over``).
+    ``readable``: folders the kernel reads (the connection files'), read-only (``bwrap_args``).
 
-        With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
-        ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
-        start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
+            With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
+            ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
+            start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
@@ -372,6 +381,7 @@ def kernelspec(
         python=python,
         uid=uid,
         give=("{connection_file}",) if zygote is None else (),
+        readable=readable,
         **(limits or {}),
     )
     if zygote is None:
@@ -605,6 +615,51 @@ def stage(bwrap: list[str], uid: int) -> None:
             path.touch()
         _mount(f"/proc/self/fd/{fd}", str(path), None, ms_bind | ms_rec)
         os.close(fd)
+
+
+def private_tmpfs(folder, size: int) -> bool:
+    """Mount a tmpfs of ``size`` bytes over ``folder``, with a copy of what is in it (owners and modes kept),
+    in a mount namespace of this process's own: what it and its children (the zygote, the kernels, their
+    sandboxes) see there is that tmpfs, which ends with the last of them; the host's folder stays as it was.
+
+    For the runtime folder, which a kernel must be able to write (Jupyter's sockets are there) and which
+    the grading process must reach: a full one gives the kernel ENOSPC instead of filling the host's disk.
+    Not root: in a user namespace that maps only this user, to itself (nothing else changes: files keep
+    their owners, access is checked as before). False, and nothing changed, where that is not allowed."""
+    import ctypes
+
+    folder = os.path.realpath(folder)
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid, root = os.getuid(), os.getgid(), os.geteuid() == 0
+    st = os.stat(folder)
+    src = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    old = f"/proc/self/fd/{src}"
+    try:
+        if libc.unshare(0x20000 if root else 0x20000 | 0x10000000) != 0:  # CLONE_NEWNS (| CLONE_NEWUSER)
+            return False
+        mounted = False
+        try:
+            if not root:
+                for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                    with open(f"/proc/self/{name}", "w") as f:
+                        f.write(text)
+            _mount(None, "/", None, 16384 | (1 << 18))  # MS_REC | MS_PRIVATE: nothing propagates to the host
+            _mount("tmpfs", folder, "tmpfs", 2 | 4, f"size={size},mode={stat.S_IMODE(st.st_mode):o}")  # nosuid,nodev
+            mounted = True
+            shutil.copytree(old, folder, symlinks=True, dirs_exist_ok=True)
+            os.chown(folder, st.st_uid, st.st_gid)
+            for d, dirs, files in os.walk(old):
+                for name in dirs + files:
+                    was = os.lstat(os.path.join(d, name))
+                    now = os.path.join(folder, os.path.relpath(os.path.join(d, name), old))
+                    os.chown(now, was.st_uid, was.st_gid, follow_symlinks=False)
+            return True
+        except OSError:
+            if mounted:
+                libc.umount2(folder.encode(), 2)  # MNT_DETACH: the host's folder again
+            return False
+    finally:
+        os.close(src)
 
 
 def become(uid: int) -> None:

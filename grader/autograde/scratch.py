@@ -12,6 +12,7 @@ the timeouts, and the preprocessors of ``grader.autograde.feedback``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -57,9 +58,16 @@ def write_config(folder: Path, opts: Options, db: str, run_dir: Path | None = No
             kernel=sandbox.KERNEL_NAME,
             timeout=opts.cell_timeout,
             # an absolute socket path: the kernel's working folder is not the grading process's
-            ip=f"c.KernelManager.ip = {str(run_dir / 'kernel')!r}\n" if run_dir else "",
+            ip=f"c.KernelManager.ip = {str(kernel_runtime(run_dir) / 'kernel')!r}\n" if run_dir else "",
         )
     )
+
+
+def kernel_runtime(run_dir: Path) -> Path:
+    """The kernels' part of the runtime folder ``run_dir``, the one they may write: their sockets, HOME,
+    IPYTHONDIR, MPLCONFIGDIR (a tmpfs while grading: ``sandbox.private_tmpfs``). The grading process writes
+    the connection files beside it, in ``run_dir``, which the kernels see read-only."""
+    return run_dir / "k"
 
 
 def make_template(opts: Options, work: Path) -> Path:
@@ -165,19 +173,21 @@ class Scratch:
 
     @contextmanager
     def runtime(self):
-        """A runtime folder for the kernels' sockets and connection files, removed afterwards: under /tmp,
-        short (a Unix socket path has ~100 bytes), with the kernel's HOME, IPYTHONDIR and MPLCONFIGDIR."""
+        """A runtime folder for the kernels' connection files and (``kernel_runtime``) their sockets, HOME,
+        IPYTHONDIR and MPLCONFIGDIR, removed afterwards: under /tmp, short (a Unix socket path has ~100 bytes)."""
         run_dir = Path(tempfile.mkdtemp(prefix="bn-", dir="/tmp"))
         try:
+            if os.geteuid() == 0:  # the kernels' own host uid (sandbox.host_uid) goes through to kernel_runtime
+                os.chmod(run_dir, 0o711)
             for sub in ("home", "ipython", "mpl"):
-                (run_dir / sub).mkdir()
+                (kernel_runtime(run_dir) / sub).mkdir(parents=True)
             yield run_dir
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     def kernelspec(self, opts: Options, run_dir: Path) -> Path:
         """This student's sandboxed kernelspec (``sandbox.kernelspec``) in ``share``: the instructor's folders
-        hidden; writable only ``run_dir`` and the kernel's own working folder (``kernel``), seen at the
+        hidden; writable only ``kernel_runtime(run_dir)`` and the kernel's own working folder (``kernel``), seen at the
         autograded folder's path (nbgrader's working folder): whatever the kernel writes there (a symlink to
         the gradebook, a notebook replaced by a link, a huge file) lands in ``kernel``, which the grading
         process never reads, follows or copies; nbgrader writes the autograded notebooks into the real
@@ -194,25 +204,28 @@ class Scratch:
             memory_bytes=opts.memory,
             writable=[],
             hidden=hidden,
-            runtime=run_dir,
+            runtime=kernel_runtime(run_dir),
+            readable=(run_dir,),
             private={self.kernel: self.autograded},
             zygote=opts.preload if opts.zygote else None,
             env={
-                "HOME": str(run_dir / "home"),
-                "IPYTHONDIR": str(run_dir / "ipython"),
-                "MPLCONFIGDIR": str(run_dir / "mpl"),
+                "HOME": str(kernel_runtime(run_dir) / "home"),
+                "IPYTHONDIR": str(kernel_runtime(run_dir) / "ipython"),
+                "MPLCONFIGDIR": str(kernel_runtime(run_dir) / "mpl"),
+                "JUPYTER_RUNTIME_DIR": str(kernel_runtime(run_dir)),
             },
             limits={"nproc": opts.nproc, "fsize": opts.fsize, "tmp_bytes": opts.tmp_bytes},
             uid=sandbox.host_uid() if opts.sandbox else None,
         )
 
-    def env(self, course: Path, run_dir: Path) -> dict[str, str]:
+    def env(self, course: Path, run_dir: Path, sandboxed: bool = True) -> dict[str, str]:
         """The grading process's environment: nbgrader's in ``course`` (``worker.course_env``), the kernelspec
         on JUPYTER_PATH; the kernel manager writes the connection file with tempfile, so into the runtime
-        folder."""
+        folder; when ``sandboxed``, the kernels' part of it becomes a size-capped tmpfs (``sandbox.RUNTIME_ENV``)."""
         return {
             **course_env(course),
             "JUPYTER_PATH": str(self.share),
             "JUPYTER_RUNTIME_DIR": str(run_dir),
             "TMPDIR": str(run_dir),
+            **({sandbox.RUNTIME_ENV: f"{sandbox.RUNTIME_BYTES} {kernel_runtime(run_dir)}"} if sandboxed else {}),
         }

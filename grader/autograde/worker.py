@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sandbox import die_with_parent
+from .sandbox import RUNTIME_ENV, die_with_parent, private_tmpfs
 
 # imported once by the fork server; a module that fails to import is just not preloaded
 PRELOAD = [
@@ -71,8 +71,13 @@ def grade(course: str, assignment: str, student: str, memory: str, result: str, 
     COURSE (its nbgrader_config.py); the ``Result`` goes to the file RESULT.
 
     KERNEL: the kernelspec's folder; when it has a zygote.json, the student's zygote
-    (grader/autograde/zygote.py) is started first and stopped at the end."""
+    (grader/autograde/zygote.py) is started first and stopped at the end. With ``RUNTIME_ENV`` set (the
+    sandbox's, "BYTES PATH"), the kernels' runtime folder PATH is first a tmpfs of BYTES, for this process
+    and the kernels it starts (``sandbox.private_tmpfs``)."""
     zygote = None
+    size, _, folder = os.environ.get(RUNTIME_ENV, "").partition(" ")
+    if folder and not private_tmpfs(folder, int(size)):
+        print("[WARNING] no mount namespace here: the runtime folder's total size is not capped", file=sys.stderr)
     if kernel and (Path(kernel) / "zygote.json").is_file():
         from .zygote import start
 
