@@ -38,9 +38,9 @@ own (``--pids``: cgroup v1 /sys/fs/cgroup/pids) and the drop to ``host_uid``; in
 RLIMIT_NPROC counts the sandbox's own uid only), RLIMIT_NPROC (processes and threads: the zygote, each
 kernel, torch's and ZeroMQ's threads; default ``NPROC``) and RLIMIT_FSIZE (largest file it may write;
 default ``FSIZE``: Python then gets EFBIG); /tmp, /dev/shm and the working folder are tmpfs of a capped
-size (``TMP_BYTES``, the working folder that much more than its files): a full one gives ENOSPC. The runtime
-folder, on the host's disk (the grading process must reach the kernel's sockets), has no total cap: a kernel may
-still write many files of up to FSIZE there (the grading process keeps none of them).
+size (``TMP_BYTES``, the working folder that much more than its files): a full one gives ENOSPC. So is
+the kernels' runtime folder (``RUNTIME_BYTES``), which the grading process must reach too: it mounts that
+tmpfs in a mount namespace of its own before it starts them (``private_tmpfs``, ``worker.grade``).
 ``--no-sandbox`` keeps RLIMIT_AS and RLIMIT_FSIZE and drops bwrap (and the rest).
 
 This module is long because the rules, the launcher that applies them and the probe that checks them on
