@@ -350,14 +350,14 @@ def kernelspec(
     readable: tuple = (),
 ) -> Path:
     """Write ``dest/kernels/<KERNEL_NAME>/kernel.json`` (put ``dest`` on JUPYTER_PATH); return its folder.
-            ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
-            ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES). ``uid``: the sandbox's host uid
-        (``host_uid``), to which the runtime folder and the writable folders are handed over (``hand_over``).
+    ``env``: more environment for the kernel (over the defaults below). ``limits``: ``nproc``, ``fsize``,
+    ``tmp_bytes`` of ``command`` (default: NPROC, FSIZE, TMP_BYTES). ``uid``: the sandbox's host uid
+    (``host_uid``), to which the runtime folder and the writable folders are handed over (``hand_over``).
     ``readable``: folders the kernel reads (the connection files'), read-only (``bwrap_args``).
 
-            With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
-            ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading process to
-            start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
+    With ``zygote`` (a list of modules to preload, maybe empty) the sandboxed, limited process is
+    ``grader.autograde.zygote``'s server, described in ``zygote.json`` beside kernel.json for the grading
+    process to start, and the kernelspec's command is its client (see grader/autograde/zygote.py)."""
     # parent_handle=0: in its own PID namespace the kernel sees PID 1 as its parent and would think it
     # was orphaned; bwrap --die-with-parent and the launcher do that job
     kernel_args = ["-f", "{connection_file}", "--IPKernelApp.parent_handle=0"]
