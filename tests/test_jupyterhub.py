@@ -10,8 +10,11 @@ Student A's steps are clicks and keystrokes in headless Chromium (Playwright): t
 Assignments tab of nbgrader's labextension (Fetch, the notebook opened from Downloaded assignments,
 Exercise 1's first answer typed into its cell, Ctrl+S, Submit, Fetch Feedback, "(view feedback)", the page
 opened in JupyterLab), with the screenshots in docs/screenshots/. Student B's steps, and A's later
-submission that the rate limit holds, are nbgrader's own commands (fetch_assignment, submit,
-fetch_feedback) run as the student's Unix user (``runuser -u``): the exchange code behind those buttons.
+submissions (the second and third graded, the fourth held by the default limit of 3 per 24 h), are
+nbgrader's own commands (fetch_assignment, submit, fetch_feedback) run as the student's Unix user
+(``runuser -u``): the exchange code behind those buttons. The service run by hand is killed mid-grade and
+restarted, then holds a submission until its (short) window reopens and grades it, and, restarted with a
+deadline, keeps a late one ungraded.
 
 Skips (saying why) only when not root or without configurable-http-proxy / bubblewrap; with CI set
 those are failures.
@@ -19,6 +22,8 @@ those are failures.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import pwd
@@ -258,7 +263,6 @@ def hub(tmp_path_factory):
             "BN_HUB_API_PORT": str(free_port()),
             "BN_PROXY_API_PORT": str(free_port()),
             "BN_PROXY_COMMAND": CHP,
-            "BN_GRADE_LIMIT": "1",  # the second graded submission within the window is held (limit tested at 1)
             "BN_GRADE_ARGS": "--interval 2",
             "BN_AUTOGRADE_ARGS": "--workers 2 --cell-timeout 120",
             "BN_PYTHON": USER_PY["python"],
@@ -310,13 +314,28 @@ def hub(tmp_path_factory):
             shutil.rmtree(root, ignore_errors=True)
 
 
-def released_to(state: Path, student: str) -> bool:
-    """The service's state (read as root): the student's submission graded and its feedback released."""
+def statuses(state: Path, student: str) -> list[str]:
+    """The service's state (read as root): the status of each of the student's submissions, oldest first,
+    ``released`` for a graded one whose feedback was released."""
     try:
         subs = json.loads((state / "state.json").read_text())["submissions"].values()
     except (OSError, ValueError, KeyError):
-        return False
-    return any(s["student"] == student and s["status"] == "graded" and s.get("released_at") for s in subs)
+        return []
+    mine = sorted((s for s in subs if s["student"] == student), key=lambda s: s["timestamp"])
+    return ["released" if s["status"] == "graded" and s.get("released_at") else s["status"] for s in mine]
+
+
+def released_to(state: Path, student: str, n: int = 1) -> bool:
+    """At least ``n`` of the student's submissions graded and their feedback released."""
+    return statuses(state, student).count("released") >= n
+
+
+def wait_for_status(state: Path, student: str, want: list[str], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while statuses(state, student) != want:
+        got = statuses(state, student)
+        assert time.monotonic() < deadline, f"{student}: {got}, not {want}\n{log.read_text()[-3000:]}"
+        time.sleep(2)
 
 
 def student_a_in_the_browser(hub, before_feedback) -> dict:
@@ -489,16 +508,20 @@ def test_b_cannot_read_a_submission_or_feedback_nor_write_the_course(hub, graded
     assert a_sub.exists()
 
 
-def test_second_submission_within_the_window_is_held_and_the_feedback_says_why(hub, graded):
-    cfg = hub["config"]["student"]
-    submit(hub["a"], cfg)
-    pages, _ = wait_for_feedback(hub["a"], cfg, 300, lambda p: any("Not graded yet" in x for x in p.values()))
+def test_fourth_submission_within_the_window_is_held_and_the_feedback_says_why(hub, graded):
+    """The default limit, 3 graded submissions per student per 24 h: A's second and third are graded, the
+    fourth is kept and not graded, and A's feedback for it says why and until when."""
+    cfg, a, state = hub["config"]["student"], hub["a"], hub["state"]
+    log = state / "gradeonsubmit.log"
+    for n in (2, 3):
+        submit(a, cfg)
+        wait_for_status(state, a, ["released"] * n, 600, log)
+    submit(a, cfg)
+    pages, _ = wait_for_feedback(a, cfg, 300, lambda p: any("Not graded yet" in x for x in p.values()))
     held = text_of(pages[NOTEBOOK])
-    assert re.search(r"graded at most 1 times per 24 h", held, re.I), held
+    assert re.search(r"graded at most 3 times per 24 h", held, re.I), held
     assert re.search(r"waits until \d{4}-\d\d-\d\d \d\d:\d\d UTC", held), held
-    state = json.loads((hub["state"] / "state.json").read_text())
-    mine = [s for s in state["submissions"].values() if s["student"] == hub["a"]]
-    assert sorted(s["status"] for s in mine) == ["graded", "held"]
+    assert statuses(state, a) == ["released", "released", "released", "held"]
 
 
 def test_browser_a_typed_the_answer_and_saw_the_feedback_in_jupyterlab(hub, graded):
@@ -554,6 +577,10 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub):
         str(state),
         "--interval",
         "2",
+        "--limit",  # one graded submission per student per 54 s: the window reopens within the test
+        "1",
+        "--window-hours",
+        "0.015",
         "--",  # the class command's options
         "--workers",
         "1",  # one at a time: the kill lands while one student is merged and the other is not
@@ -594,3 +621,38 @@ def test_service_killed_mid_grade_grades_every_submission_exactly_once(hub):
     with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:
         subs = gb.assignment_submissions(course.ASSIGNMENT)
         assert sorted(s.student.id for s in subs) == sorted([hub["a"], hub["b"]])
+
+    # The window: A's next submission is held (A is told until when), then graded once the window reopens.
+    a, log = hub["a"], state / "gradeonsubmit.log"
+    with running(start_service(instructor, c, cmd)):
+        submit(a, config)
+        wait_for_status(state, a, ["released", "held"], 300, log)
+        pages, _ = wait_for_feedback(a, config, 120, lambda p: "Not graded yet" in p[NOTEBOOK])
+        assert re.search(r"graded at most 1 times per 0.015 h.*waits until", text_of(pages[NOTEBOOK]), re.S)
+        wait_for_status(state, a, ["released", "released"], 600, log)
+        pages, _ = wait_for_feedback(a, config, 120, lambda p: "Not graded yet" not in p[NOTEBOOK])
+        assert score(pages[NOTEBOOK])[1] > 0
+    subs = json.loads((state / "state.json").read_text())["submissions"].values()
+    held = max((s for s in subs if s["student"] == a), key=lambda s: s["timestamp"])
+    assert held["graded_at"] >= held["until"]  # not before the window let it
+
+    # The deadline: restarted with one that has passed, A's next submission is kept, not graded, and A is told.
+    at = cmd.index("--")
+    late_cmd = [*cmd[:at], "--deadline", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), *cmd[at:]]
+    with running(start_service(instructor, c, late_cmd)):
+        submit(a, config)
+        wait_for_status(state, a, ["released", "released", "late"], 300, log)
+        pages, _ = wait_for_feedback(a, config, 120, lambda p: "after the deadline" in text_of(p[NOTEBOOK]))
+        assert "graded by the instructor, not automatically" in text_of(pages[NOTEBOOK])
+    entries = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+    assert sorted(e["student"] for e in entries if e.get("graded")) == sorted([a, a, hub["b"]])  # the held one once
+
+
+@contextlib.contextmanager
+def running(service: subprocess.Popen):
+    """The service until the block ends, then stopped (SIGTERM to its session)."""
+    try:
+        yield service
+    finally:
+        os.killpg(service.pid, signal.SIGTERM)
+        service.wait(60)
