@@ -4,7 +4,9 @@ One class (on time, late and without a timestamp; a TA override and a manual com
 a ``--force``) is graded twice, by plain nbgrader in one copy of the course and by
 ``python -m grader autograde`` in another, and the two gradebooks are compared field by field after
 each step. A course laid out like nbgrader's user guide (a header notebook named by the config, an
-image beside the notebooks, a manually graded answer) gets the same gradebook and CSV both ways.
+image beside the notebooks, a manually graded answer) gets the same gradebook and CSV both ways. So does
+this course's demo class (every demo student plain nbgrader may grade: the hostile ones run only in the
+sandbox; one late, one without a timestamp), before and after a TA's override and a resubmission.
 """
 
 import csv
@@ -224,3 +226,78 @@ def test_a_custom_penalty_plugin_and_none_penalise_as_in_nbgrader(tmp_path, conf
     assert gradebook(mine) == gradebook(plain)
     assert gradebook(mine)["bob"]["notebooks"]["squares"]["late_submission_penalty"] == bobs_penalty
     assert export(mine) == export(plain)
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo class: every demo student plain nbgrader may grade (the hostile ones only ever run in the
+# sandbox), one of them late, one without a timestamp; then a TA's override and a resubmission.
+
+DEMO = [s for s in course.demo_class() if s.demo]
+DEMO_DUE = "2026-03-01 12:00:00"
+LATE, UNSTAMPED, TA, GONE = "dcounts-not-accumulated", "blank", "bessel-n-not-n-minus-1", "full-lr-10"
+NB1 = "01_atomic_backprop"
+
+
+@pytest.fixture(scope="module")
+def demo_courses(tmp_path_factory):
+    """The demo class in one course twice: graded by plain nbgrader (``plain``) and by the class command (``mine``)."""
+    from nbgrader.api import Gradebook
+
+    root = tmp_path_factory.mktemp("demo-fidelity")
+    plain = course.new_course(root / "plain")
+    with open(plain / "nbgrader_config.py", "a") as f:
+        f.write(LATE_CONFIG)
+    course.generate_release(plain)
+    for s in DEMO:
+        folder = course.make_submission(plain, s)
+        if s.id != UNSTAMPED:
+            (folder / "timestamp.txt").write_text("2026-03-02 08:30:00" if s.id == LATE else "2026-03-01 11:00:00")
+    with Gradebook(f"sqlite:///{plain / 'gradebook.db'}") as gb:
+        gb.update_or_create_assignment(course.ASSIGNMENT, duedate=DEMO_DUE)
+    mine = root / "mine"
+    shutil.copytree(plain, mine)
+    course.nbgrader(plain, "autograde", course.ASSIGNMENT)
+    class_command(mine, root / "out", "--no-canary", assignment=course.ASSIGNMENT)
+    return root, plain, mine
+
+
+def test_the_demo_class_gets_the_gradebook_plain_nbgrader_gives(demo_courses):
+    _, plain, mine = demo_courses
+    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
+    assert sorted(got) == sorted(s.id for s in DEMO)
+    for student in sorted(want):  # one student at a time: a failure names who differs
+        assert got[student] == want[student], student
+    late = got[LATE]["notebooks"]
+    assert sum(nb["late_submission_penalty"] or 0 for nb in late.values()) > 0  # penalty_method = zero
+    assert all(nb["late_submission_penalty"] in (0, None) for nb in got[UNSTAMPED]["notebooks"].values())
+    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
+
+
+def test_the_demo_class_keeps_a_ta_override_across_a_resubmission_as_nbgrader(demo_courses):
+    """A TA's score, comment and flag on one student; that student hands in again (the solution, later) and
+    another one's folder is removed from submitted/: plain ``nbgrader autograde`` regrades the newer
+    submission only and keeps the removed student's grades; so does the class command."""
+    from nbgrader.api import Gradebook
+
+    root, plain, mine = demo_courses
+    solution = next(s for s in DEMO if s.id == "solution")
+    for c in (plain, mine):
+        with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:
+            gb.find_grade("test_dlogprobs", NB1, course.ASSIGNMENT, TA).manual_score = 0.5
+            gb.find_comment("answer_cross_entropy", NB1, course.ASSIGNMENT, TA).manual_comment = "see me"
+            gb.find_submission_notebook(NB1, course.ASSIGNMENT, TA).flagged = True
+            gb.db.commit()
+        folder = course.make_submission(c, solution, out=c / "submitted" / TA / course.ASSIGNMENT)
+        (folder / "timestamp.txt").write_text("2026-03-01 11:45:00")
+        shutil.rmtree(c / "submitted" / GONE)
+    course.nbgrader(plain, "autograde", course.ASSIGNMENT)  # a newer timestamp: regraded without --force
+    proc = class_command(mine, root / "out", "--no-canary", assignment=course.ASSIGNMENT)
+    assert "1 graded now" in proc.stdout  # only the resubmission
+    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
+    assert GONE in got and sorted(got) == sorted(want)
+    for student in sorted(want):
+        assert got[student] == want[student], student
+    ta = got[TA]["notebooks"][NB1]
+    assert ta["grades"]["test_dlogprobs"][1] == 0.5 and ta["comments"]["answer_cross_entropy"][1] == "see me"
+    assert ta["flagged"] is True and got[TA]["timestamp"].startswith("2026-03-01 11:45:00")
+    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)

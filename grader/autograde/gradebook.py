@@ -133,7 +133,7 @@ def merge(db_url: str, assignment: str, student: str, graded: Path | None, manua
     """Update ``student``'s submission in the gradebook ``db_url`` from the scratch gradebook ``graded`` (where it
     is ``key``, default ``student``), as nbgrader's autograde updates a submission: the autograder's scores,
     comments, timestamp and late penalty replace the old ones; what a person wrote (manual scores, manual
-    comments, flags) is kept, and a manual score beside a changed autograder score is marked for review.
+    comments, flags) is kept, a flag the autograde raised (the answer language's) is added, and a manual score beside a changed autograder score is marked for review.
     Without a graded submission (``graded`` None, or it holds none), its cells are marked for manual grading
     (``manual``) or score 0. Returns the overrides to review."""
     import warnings
@@ -163,6 +163,9 @@ def merge(db_url: str, assignment: str, student: str, graded: Path | None, manua
             for name, nb in mine["notebooks"].items():
                 if name in theirs["notebooks"]:
                     nb.late_submission_penalty = theirs["notebooks"][name].late_submission_penalty
+                    # the scratch notebook started with this flag (seed); the course's preprocessors may have
+                    # raised it since (the answer language flags what it holds), as they would here
+                    nb.flagged = nb.flagged or theirs["notebooks"][name].flagged
             for k, g in mine["grades"].items():
                 t = theirs["grades"].get(k)
                 before = g.auto_score
