@@ -133,9 +133,10 @@ def merge(db_url: str, assignment: str, student: str, graded: Path | None, manua
     """Update ``student``'s submission in the gradebook ``db_url`` from the scratch gradebook ``graded`` (where it
     is ``key``, default ``student``), as nbgrader's autograde updates a submission: the autograder's scores,
     comments, timestamp and late penalty replace the old ones; what a person wrote (manual scores, manual
-    comments, flags) is kept, a flag the autograde raised (the answer language's) is added, and a manual score beside a changed autograder score is marked for review.
-    Without a graded submission (``graded`` None, or it holds none), its cells are marked for manual grading
-    (``manual``) or score 0. Returns the overrides to review."""
+    comments, flags) is kept, a flag the autograde raised (the answer language's) is added, and a manual
+    score beside a changed autograder score is marked for review. Without a graded submission (``graded``
+    None, or it holds none), its cells are marked for manual grading (``manual``) or score 0. Returns the
+    overrides to review."""
     import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
