@@ -187,11 +187,11 @@ class Scratch:
 
     def kernelspec(self, opts: Options, run_dir: Path) -> Path:
         """This student's sandboxed kernelspec (``sandbox.kernelspec``) in ``share``: the instructor's folders
-        hidden; writable only ``kernel_runtime(run_dir)`` and the kernel's own working folder (``kernel``), seen at the
-        autograded folder's path (nbgrader's working folder): whatever the kernel writes there (a symlink to
-        the gradebook, a notebook replaced by a link, a huge file) lands in ``kernel``, which the grading
-        process never reads, follows or copies; nbgrader writes the autograded notebooks into the real
-        folder, which the kernel cannot see."""
+        hidden; writable only ``kernel_runtime(run_dir)`` and the kernel's working folder, seen at the
+        autograded folder's path (nbgrader's working folder) but a tmpfs of the sandbox's own, filled from
+        ``kernel``: whatever the kernel writes there (a symlink to the gradebook, a notebook replaced by a link,
+        a huge file) never leaves the sandbox; nbgrader writes the autograded notebooks into the real folder,
+        which the kernel cannot see."""
         # the whole course (its .git, notebooks/ with the answer keys, source/, gradebook, submissions); the
         # sandbox binds this Python, the grader and the data set back read-only if they are inside; a shard's
         # folder (OUT/shards/I-of-K) hides the whole class's OUT
