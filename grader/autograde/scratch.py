@@ -134,7 +134,8 @@ class Scratch:
 
     @property
     def kernel(self) -> Path:
-        """The kernel's working folder, seen inside the sandbox at ``autograded``'s path (``kernelspec``)."""
+        """What the kernel's working folder starts with (a copy of it, inside the sandbox, at ``autograded``'s
+        path: ``kernelspec``)."""
         return self.root / "kernel"
 
     @property
