@@ -301,3 +301,17 @@ def test_the_demo_class_keeps_a_ta_override_across_a_resubmission_as_nbgrader(de
     assert ta["grades"]["test_dlogprobs"][1] == 0.5 and ta["comments"]["answer_cross_entropy"][1] == "see me"
     assert ta["flagged"] is True and got[TA]["timestamp"].startswith("2026-03-01 11:45:00")
     assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
+
+
+def test_the_demo_class_regraded_with_force_keeps_what_people_wrote_as_nbgrader(demo_courses):
+    """After the override and the resubmission: ``--force`` regrades everyone, both ways, to the same gradebook."""
+    root, plain, mine = demo_courses
+    course.nbgrader(plain, "autograde", course.ASSIGNMENT, "--force")
+    proc = class_command(mine, root / "out", "--no-canary", "--force", assignment=course.ASSIGNMENT)
+    assert f"{len(DEMO) - 1} graded now" in proc.stdout  # all but the removed one
+    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
+    assert sorted(got) == sorted(want)
+    for student in sorted(want):
+        assert got[student] == want[student], student
+    assert got[TA]["notebooks"][NB1]["comments"]["answer_cross_entropy"][1] == "see me"
+    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
