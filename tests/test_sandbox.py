@@ -78,6 +78,41 @@ def test_as_root_the_kernel_is_a_host_uid_of_its_own_and_the_probe_refuses_host_
         sandbox.probe()
 
 
+def test_as_root_folders_closed_to_others_on_the_way_are_staged_even_nested(root_required, tmp_path):
+    """A writable folder behind two folders only root may enter, one inside a hidden folder (a shard's work
+    folder under the output folder, say): the kernel, a host uid of its own, still writes there, and sees
+    nothing else of those folders."""
+    outer = Path(tempfile.mkdtemp(prefix="bn-closed-", dir="/var/tmp"))  # 0700
+    try:
+        hidden = outer / "out"
+        inner = hidden / "work"
+        (inner / "w").mkdir(parents=True)
+        os.chmod(inner, 0o700)
+        (inner / "secret").write_text("root's")
+        (outer / "run").mkdir()
+        uid = sandbox.host_uid()
+        sandbox.hand_over([inner / "w", outer / "run"], uid)
+        code = (
+            "import os, sys; open(sys.argv[1] + '/ok', 'w').write('ok')\n"
+            "print(sorted(os.listdir(os.path.dirname(sys.argv[1]))))"
+        )
+        cmd = sandbox.command(
+            [sys.executable, "-c", code, str(inner / "w")],
+            sandbox=True,
+            memory_bytes=0,
+            writable=[inner / "w"],
+            hidden=[hidden],
+            runtime=outer / "run",
+            uid=uid,
+        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        assert (inner / "w" / "ok").stat().st_uid == uid
+        assert proc.stdout.split() == ["['w']"]  # the closed folder's other files are not there
+    finally:
+        shutil.rmtree(outer, ignore_errors=True)
+
+
 def test_the_probe_refuses_a_sandbox_that_sees_the_grading_environment(monkeypatch):
     monkeypatch.setattr(sandbox, "host_uid", lambda: None)  # without the launcher, root would not drop root
     with pytest.raises(sandbox.SandboxError, match="environment"):

@@ -578,9 +578,11 @@ def _mount(source, target: str, fstype, flags: int, data=None) -> None:
 
 def stage(bwrap: list[str], uid: int) -> None:
     """Before root becomes ``uid``: make what the sandbox binds and hides (``bwrap``'s sources and
-    destinations) and what every kernel reads (``_needed``) reachable to ``uid``. In a mount namespace of this process's
-    own, each folder on the way that ``uid`` cannot enter becomes an empty tmpfs with those paths bound
-    back in it; the rest of that folder stays out of reach. Nothing to do when nothing is closed."""
+    destinations) and what every kernel reads (``_needed``) reachable to ``uid``. In a mount namespace of
+    this process's own, each folder on the way to one of them that ``uid`` cannot enter becomes an empty
+    tmpfs, and the paths wanted inside it are bound back, shallowest first (a folder closed again inside
+    one of those is handled in turn); the rest of such a folder stays out of reach. Nothing to do when
+    nothing is closed."""
     import ctypes
 
     wanted = list(_needed())
@@ -589,32 +591,37 @@ def stage(bwrap: list[str], uid: int) -> None:
             wanted += [Path(os.path.realpath(p)) for p in bwrap[i + 1 : i + 3] if p not in ("/", "/dev/null")]
         elif arg == "--tmpfs" and bwrap[i + 1] != "/":  # a hidden folder: bwrap mounts on it
             wanted.append(Path(os.path.realpath(bwrap[i + 1])))
-    closed = _closed_to(wanted, uid)
-    if not closed:
+    wanted = sorted({p for p in wanted if os.path.lexists(p)}, key=lambda p: (len(p.parts), str(p)))
+    if not _closed_to(wanted, uid):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x20000) != 0:  # CLONE_NEWNS
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
     ms_bind, ms_rec, ms_private = 4096, 16384, 1 << 18
     _mount(None, "/", None, ms_rec | ms_private)
-    inside = sorted(
-        {p for p in wanted if p.exists() and any(c in p.parents for c in closed)}, key=lambda p: len(p.parts)
-    )
-    kept: list[Path] = []
-    for path in inside:  # the outermost of nested paths carries the others
-        if not any(k == path or k in path.parents for k in kept):
-            kept.append(path)
-    fds = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in kept}  # before the tmpfs hides them
-    for folder in closed:
-        _mount("tmpfs", str(folder), "tmpfs", 0, "mode=0755")
-    for path, fd in fds.items():
-        os.makedirs(path.parent, mode=0o755, exist_ok=True)
-        if path.is_dir() or os.path.isdir(f"/proc/self/fd/{fd}"):
-            os.makedirs(path, exist_ok=True)
-        else:
-            path.touch()
-        _mount(f"/proc/self/fd/{fd}", str(path), None, ms_bind | ms_rec)
-        os.close(fd)
+    fds = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in wanted}  # before a tmpfs hides them
+    try:
+        for path, fd in fds.items():
+            for folder in reversed(path.parents):  # from / down, in the view staged so far
+                if not folder.is_dir():
+                    folder.mkdir(mode=0o755)  # inside a tmpfs of ours
+                elif not _enters(str(folder), uid):
+                    _mount("tmpfs", str(folder), "tmpfs", 0, "mode=0755")
+            real = os.fstat(fd)
+            try:
+                here = os.stat(path)
+            except FileNotFoundError:
+                here = None
+            if here is not None and (here.st_dev, here.st_ino) == (real.st_dev, real.st_ino):
+                continue  # reachable as it is
+            if here is None and stat.S_ISDIR(real.st_mode):
+                path.mkdir(mode=0o755)
+            elif here is None:
+                path.touch()
+            _mount(f"/proc/self/fd/{fd}", str(path), None, ms_bind | ms_rec)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 def private_tmpfs(folder, size: int) -> bool:
