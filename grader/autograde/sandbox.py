@@ -555,15 +555,9 @@ def _enters(folder: str, uid: int) -> bool:
     return bool(st.st_mode & bit)
 
 
-def _closed_to(paths: list[Path], uid: int) -> list[Path]:
-    """The topmost folders ``uid`` cannot enter on the way to each of ``paths``."""
-    out: set[Path] = set()
-    for path in paths:
-        for folder in reversed(path.parents):
-            if not _enters(str(folder), uid):
-                out.add(folder)
-                break
-    return [f for f in out if not any(o in f.parents for o in out)]
+def _any_closed(paths: list[Path], uid: int) -> bool:
+    """Whether a folder on the way to one of ``paths`` is one ``uid`` cannot enter."""
+    return any(not _enters(str(folder), uid) for path in paths for folder in path.parents)
 
 
 def _mount(source, target: str, fstype, flags: int, data=None) -> None:
@@ -592,7 +586,7 @@ def stage(bwrap: list[str], uid: int) -> None:
         elif arg == "--tmpfs" and bwrap[i + 1] != "/":  # a hidden folder: bwrap mounts on it
             wanted.append(Path(os.path.realpath(bwrap[i + 1])))
     wanted = sorted({p for p in wanted if os.path.lexists(p)}, key=lambda p: (len(p.parts), str(p)))
-    if not _closed_to(wanted, uid):
+    if not _any_closed(wanted, uid):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x20000) != 0:  # CLONE_NEWNS
