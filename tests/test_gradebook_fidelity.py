@@ -261,16 +261,24 @@ def demo_courses(tmp_path_factory):
     return root, plain, mine
 
 
+def assert_same_as_plain(mine: Path, plain: Path) -> dict:
+    """The class command's gradebook equals plain nbgrader's, student by student (a failure names who
+    differs), and so do the exports; returns the class command's."""
+    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
+    assert sorted(got) == sorted(want)
+    for student in sorted(want):
+        assert got[student] == want[student], student
+    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
+    return got
+
+
 def test_the_demo_class_gets_the_gradebook_plain_nbgrader_gives(demo_courses):
     _, plain, mine = demo_courses
-    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
+    got = assert_same_as_plain(mine, plain)
     assert sorted(got) == sorted(s.id for s in DEMO)
-    for student in sorted(want):  # one student at a time: a failure names who differs
-        assert got[student] == want[student], student
     late = got[LATE]["notebooks"]
     assert sum(nb["late_submission_penalty"] or 0 for nb in late.values()) > 0  # penalty_method = zero
     assert all(nb["late_submission_penalty"] in (0, None) for nb in got[UNSTAMPED]["notebooks"].values())
-    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
 
 
 def test_the_demo_class_keeps_a_ta_override_across_a_resubmission_as_nbgrader(demo_courses):
@@ -293,14 +301,11 @@ def test_the_demo_class_keeps_a_ta_override_across_a_resubmission_as_nbgrader(de
     course.nbgrader(plain, "autograde", course.ASSIGNMENT)  # a newer timestamp: regraded without --force
     proc = class_command(mine, root / "out", "--no-canary", assignment=course.ASSIGNMENT)
     assert "1 graded now" in proc.stdout  # only the resubmission
-    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
-    assert GONE in got and sorted(got) == sorted(want)
-    for student in sorted(want):
-        assert got[student] == want[student], student
+    got = assert_same_as_plain(mine, plain)
+    assert GONE in got
     ta = got[TA]["notebooks"][NB1]
     assert ta["grades"]["test_dlogprobs"][1] == 0.5 and ta["comments"]["answer_cross_entropy"][1] == "see me"
     assert ta["flagged"] is True and got[TA]["timestamp"].startswith("2026-03-01 11:45:00")
-    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
 
 
 def test_the_demo_class_regraded_with_force_keeps_what_people_wrote_as_nbgrader(demo_courses):
@@ -309,9 +314,5 @@ def test_the_demo_class_regraded_with_force_keeps_what_people_wrote_as_nbgrader(
     course.nbgrader(plain, "autograde", course.ASSIGNMENT, "--force")
     proc = class_command(mine, root / "out", "--no-canary", "--force", assignment=course.ASSIGNMENT)
     assert f"{len(DEMO) - 1} graded now" in proc.stdout  # all but the removed one
-    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
-    assert sorted(got) == sorted(want)
-    for student in sorted(want):
-        assert got[student] == want[student], student
+    got = assert_same_as_plain(mine, plain)
     assert got[TA]["notebooks"][NB1]["comments"]["answer_cross_entropy"][1] == "see me"
-    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
