@@ -97,6 +97,15 @@ def _base_name(target: ast.AST) -> str | None:
     return target.id if isinstance(target, ast.Name) else None
 
 
+def _written(target: ast.AST) -> list[ast.AST]:
+    """The targets an assignment writes into, tuple and starred targets unpacked (never their indices)."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [w for elt in target.elts for w in _written(elt)]
+    if isinstance(target, ast.Starred):
+        return _written(target.value)
+    return [target]
+
+
 def _names(targets) -> list[str]:
     out = []
     for t in targets:
@@ -156,9 +165,12 @@ class Dataflow:
         elif isinstance(stmt, ast.Delete):
             targets = stmt.targets
         for t in targets:
-            for sub in ast.walk(t):
-                if isinstance(sub, (ast.Attribute, ast.Subscript)) and _base_name(sub) in self.imported:
-                    self.patches.append(f"`{_unparse(stmt)}` changes {_base_name(sub)}")
+            # only what the statement writes into: `torch.tanh = ...`, `F.__dict__['x'] = ...`, and the
+            # items of a tuple target. The expressions that index the target are read, not written:
+            # `dlogprobs[torch.arange(n), Yb] = ...` writes into dlogprobs, not into torch.
+            for written in _written(t):
+                if isinstance(written, (ast.Attribute, ast.Subscript)) and _base_name(written) in self.imported:
+                    self.patches.append(f"`{_unparse(stmt)}` changes {_base_name(written)}")
                     return
         if isinstance(stmt, ast.ImportFrom) and any(a.name.startswith("_") for a in stmt.names):
             self.patches.append(f"`{_unparse(stmt)}` imports a private name")

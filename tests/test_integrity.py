@@ -89,6 +89,8 @@ def test_broken_cells_and_magics_are_skipped():
         "import torch.nn.functional as F\nF.cross_entropy = print",
         "from grader.atomic import _submitted",
         "from grader import atomic\ndel atomic.ORDER",
+        "import torch\nx, torch.tanh = 1, torch.exp",
+        "import torch\ntorch.nn.functional.__dict__['tanh'] = torch.exp",
     ],
 )
 def test_monkeypatching_is_found(code):
@@ -99,5 +101,14 @@ def test_importing_torch_func_does_not_mark_torch_itself():
     assert derived("import torch.func", "dW2 = torch.zeros(3)") == {}
 
 
-def test_ordinary_code_is_not_monkeypatching():
-    assert analyse(["import torch\nx = torch.zeros(3)\nx[0] = 1\ncmp = print"]).patches == []
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import torch\nx = torch.zeros(3)\nx[0] = 1\ncmp = print",
+        # writing into a tensor indexed by torch expressions writes into the tensor, not into torch
+        "import torch\nd = torch.zeros(4, 3)\nd[torch.arange(4), torch.tensor([0, 1, 2, 0])] = -1.0 / 4",
+        "import torch\nd = torch.zeros(4)\nd[torch.arange(2)] += torch.ones(2)\nd[torch.tensor(1):] *= 2",
+    ],
+)
+def test_ordinary_code_is_not_monkeypatching(code):
+    assert analyse([code]).patches == []
