@@ -1,33 +1,39 @@
-"""The answer language: what a cell the student can edit may contain, checked statically, outside the kernel.
+"""The answer language: what a cell the student can edit may not do, checked statically, outside the kernel.
 
-The prechecks that look for *names* (``grader.autograde.precheck.REACHING``) miss obfuscations that use none:
-``f.__globals__['grader']``, ``getattr(torch, 'auto' + 'grad')``, ``vars(torch)['autograd']``,
-``torch.Tensor.__sub__ = ...``. This module does not look for what is forbidden; it accepts only what
-answers to these exercises need (an ALLOW-LIST) and gives a reason for everything else:
+An answer is graded on its values. Whatever ordinary Python and ordinary torch it is written in (any public
+math function or tensor method, indexing with any expression, helper functions, lambdas, loops, prints,
+asserts, ``cmp`` calls, comments, a typo that simply raises) is none of this module's business. What it
+flags is what could change a grade other than through the answer's values (a DENY-list, each entry with its
+reason), because the test cells run in the same kernel:
 
-- statements: assignments (plain, augmented, annotated, tuple and subscript targets such as
-  ``dC[ix] += ...``; names, never attributes, except ``p.data`` of the lecture's update), ``for``,
-  ``while``, ``if``, ``def``/``return``, ``lambda``, ``with torch.no_grad():``, ``assert``, ``raise``
-  (the stub's ``raise NotImplementedError()``), ``pass``/``break``/``continue``, ``del`` of names and
-  items, docstrings and comments, ``import torch`` / ``torch.nn.functional as F`` / ``math``;
-- expressions: constants, arithmetic and comparisons, indexing and slicing, comprehensions, f-strings,
-  calls of allow-listed builtins (``range``, ``len``, ``print``, ``zip``...), of the notebook's ``cmp``
-  and of attributes from ALLOWED_ATTRS (tensor methods, ``torch.*`` and ``F.*`` functions: no dunders,
-  nothing private, nothing of autograd);
-- ``grader.<...>`` only as a chain the notebook's own visible code uses (``grader.training.progress``
-  in Exercise 4's training loop); the names the tests rely on (``cmp``, ``grader``, ``torch``, ``F``)
-  are never rebound.
+- **write into** torch, the grader, builtins or the checking code: assigning or deleting an attribute of
+  anything (``torch.tanh = ...``; the lecture's ``p.data += ...`` aside), rebinding the names the tests use
+  (``cmp``, ``grader``, ``torch``, ``F``), torch's global settings (``torch.set_default_dtype``...),
+  registering hooks (``.register_*``);
+- **reach autograd or the reference**: ``.backward``, ``.grad``, ``requires_grad``, ``torch.autograd``,
+  ``torch.func``..., the ``grader`` package (but the chains the notebook's own visible code uses, such as
+  ``grader.training.progress``), the kernel's history (``In``, ``_ih``, ``_i3``);
+- **import, exec, introspect**: any import but torch, torch.nn, torch.nn.functional and math; ``exec``,
+  ``eval``, ``compile``, ``getattr`` and its kin, ``vars``, ``globals``; dunder and private names and
+  attributes; frame, code and traceback attributes (``gi_frame``, ``f_back``, ``tb_frame``); format strings
+  that read such attributes; classes (they define dunders);
+- **touch files, processes or the network**: ``open``, ``torch.load``/``save``, ``torch.hub``, ``torch.utils``,
+  a standard-library module reached as an attribute (``torch.os``), shell lines (``!``) and every IPython magic
+  but ``%time``, ``%timeit``, ``%matplotlib``, ``%who``/``%whos`` and ``?`` help.
+
+A cell is parsed as the kernel would run it: IPython's input transformations first (``%magic``, ``!cmd``,
+``x?``), and for a one-line cell IPython's automagic (``time CODE`` runs as ``%time CODE``); the code a timing
+magic runs is checked like the cell's own. A cell that does not compile runs nothing, so it is not flagged.
+Each reason names its line. This is the static half of the defence: the reference and the checking code also
+live where a kernel cannot change them (docs/grading.md).
 
 It is pure ``ast`` (no torch, nothing of the submission is run): ``precheck.check`` (the class command)
 and the nbgrader preprocessor ``grader.nbgrader_answers.HoldForReview`` (plain ``nbgrader autograde``)
-call it. A cell is parsed as the kernel would run it (IPython's input transformations first, top-level
-``await`` allowed); a cell that does not parse runs nothing, so it is not flagged.
+call it.
 
 ``leaks`` is the feedback guard: hidden-test lines in a page, also reversed, Caesar/rot13-shifted,
 whitespace-spread, or in base64 / base32 / hex / decimal-byte / escape-sequence runs.
 
-This module is long because the allow-lists, the checker and the leak guard's decoders belong together:
-one reviewed list of what an answer may do, and the one place that knows how a page can hide a line.
 It imports nothing of the package (``grader.cells`` only), so the class command, the nbgrader step and
 the instructor tools all import it without torch and without a cycle.
 """
@@ -37,9 +43,10 @@ from __future__ import annotations
 import ast
 import base64
 import binascii
-import builtins
 import codecs
 import re
+import string
+import sys
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,78 +54,79 @@ from dataclasses import dataclass, field
 from .cells import nbgrader_meta
 
 # ---------------------------------------------------------------------------------------------
-# The allow-lists
+# The deny-lists: each entry says what it could do to a grade
 
-# tensor methods and properties, torch.* / F.* / math.* functions, and the few Python methods answers use
-ALLOWED_ATTRS = frozenset(
-    """
-    T mT H t transpose permute view view_as reshape reshape_as flatten unflatten squeeze unsqueeze expand
-    expand_as repeat repeat_interleave contiguous clone detach data shape size numel nelement dim ndim ndimension
-    dtype device float double half long int bool to type_as cpu item tolist
-    sum mean std var max min amax amin argmax argmin values indices prod cumsum cumprod logsumexp norm
-    exp log log2 log10 log1p expm1 sqrt rsqrt pow square abs neg negative reciprocal sign tanh sigmoid relu
-    softmax log_softmax clamp clip clamp_ clip_ where masked_fill masked_fill_ floor ceil round
-    add sub mul div true_divide matmul mm bmm mv dot outer inner einsum tensordot
-    add_ sub_ mul_ div_ zero_ fill_ copy_ clamp_ index_add_ index_add index_copy_ index_copy index_fill_
-    index_select index_put_ index_put scatter scatter_ scatter_add scatter_add_ scatter_reduce gather take
-    put_ nonzero bincount unique sort argsort topk kthvalue
-    eq ne lt le gt ge equal allclose isclose all any isnan isinf isfinite count_nonzero
-    diag diagonal diag_embed tril triu trace fliplr flipud flip roll
-    new_zeros new_ones new_full new_empty new_tensor zeros_like ones_like full_like empty_like rand_like
-    randn_like
-    zeros ones full empty eye arange linspace tensor as_tensor stack cat concat hstack vstack split chunk
-    unbind narrow select broadcast_to meshgrid cross cdist
-    no_grad inference_mode manual_seed Generator randn rand randint randperm multinomial normal
-    float16 float32 float64 int8 int16 int32 int64 uint8 long_ set_printoptions
-    nn functional one_hot cross_entropy nll_loss mse_loss softmax log_softmax pad normalize linear
-    pi e inf nan isqrt factorial
-    append extend insert pop items keys values get join split strip format upper lower replace startswith
-    endswith count index
-    plot show xlabel ylabel title legend figure hist imshow grid xlim ylim subplot colorbar axhline axvline
-    set_postfix
-    exp_ log_ pow_ neg_ sqrt_ tanh_ abs_ t_ transpose_ squeeze_ unsqueeze_ swapaxes swapdims movedim type numpy
-    testing assert_close Tensor
-    """.split()
-)
-
-# attributes no answer may touch, whatever the allow-list says (also keeps them out of a notebook's allowances)
+# attribute names no answer may touch, with the reason
 DENIED_ATTRS = {
+    # autograd: the gradient must be derived by hand
     "backward": "calls autograd (`.backward`)",
     "grad": "reads or writes an autograd gradient (`.grad`)",
     "requires_grad": "turns on autograd (`.requires_grad`)",
     "requires_grad_": "turns on autograd (`.requires_grad_`)",
     "retain_grad": "asks autograd for a gradient (`.retain_grad`)",
-    "register_hook": "hooks into autograd (`.register_hook`)",
+    "retains_grad": "asks autograd about a gradient (`.retains_grad`)",
     "grad_fn": "walks autograd's graph (`.grad_fn`)",
     "autograd": "uses torch.autograd (`.autograd`)",
     "func": "uses torch.func, functional autograd (`.func`)",
+    "functorch": "uses functorch, functional autograd (`.functorch`)",
+    "vjp": "uses a vector-Jacobian product (`.vjp`)",
+    "jvp": "uses a Jacobian-vector product (`.jvp`)",
+    "jacobian": "uses autograd's Jacobian (`.jacobian`)",
+    "hessian": "uses autograd's Hessian (`.hessian`)",
+    "jacrev": "uses autograd's Jacobian (`.jacrev`)",
+    "jacfwd": "uses autograd's Jacobian (`.jacfwd`)",
     "enable_grad": "turns autograd back on (`torch.enable_grad`)",
     "set_grad_enabled": "turns autograd on or off (`torch.set_grad_enabled`)",
+    # torch's global state, which the checking code shares
+    "set_default_dtype": "changes torch's global settings (`torch.set_default_dtype`)",
+    "set_default_tensor_type": "changes torch's global settings (`torch.set_default_tensor_type`)",
+    "set_default_device": "changes torch's global settings (`torch.set_default_device`)",
+    "set_flush_denormal": "changes torch's global settings (`torch.set_flush_denormal`)",
+    "set_float32_matmul_precision": "changes torch's global settings (`torch.set_float32_matmul_precision`)",
+    "use_deterministic_algorithms": "changes torch's global settings (`torch.use_deterministic_algorithms`)",
+    "set_anomaly_enabled": "changes torch's global settings (`set_anomaly_enabled`)",
+    "backends": "changes torch's global settings (`torch.backends`)",
+    "overrides": "reaches torch.overrides, which reroutes every torch call (`.overrides`)",
+    "library": "reaches torch.library, which redefines torch's operators (`.library`)",
+    "ops": "reaches torch.ops, torch's operator registry (`.ops`)",
+    "classes": "reaches torch.classes, torch's class registry (`.classes`)",
+    # code, files, processes, the network
     "settrace": "installs a trace hook (`settrace`)",
     "setprofile": "installs a profile hook (`setprofile`)",
     "modules": "reaches sys.modules (`.modules`)",
-    "os": "reaches the os module (`.os`)",
-    "sys": "reaches the sys module (`.sys`)",
     "load": "loads files (`.load`)",
     "save": "writes files (`.save`)",
+    "from_file": "reads files (`.from_file`)",
     "compile": "compiles code (`.compile`)",
-    "ops": "reaches torch.ops (`.ops`)",
-    "library": "reaches torch.library (`.library`)",
-    "overrides": "reaches torch.overrides (`.overrides`)",
+    "jit": "compiles code (`torch.jit`)",
+    "hub": "downloads and runs code (`torch.hub`)",
+    "utils": "reaches torch.utils (C++ extensions, hooks, files: `.utils`)",
+    "package": "loads packaged code (`torch.package`)",
+    "fx": "traces and rewrites code (`torch.fx`)",
+    "export": "traces and rewrites code (`torch.export`)",
+    "serialization": "reads and writes files (`torch.serialization`)",
+    "distributed": "talks to other processes (`torch.distributed`)",
+    "multiprocessing": "starts processes (`torch.multiprocessing`)",
+    "profiler": "writes files (`torch.profiler`)",
+    # the attribute machinery, spelled without dunders
+    "attrgetter": "reads attributes by name (`attrgetter`)",
+    "methodcaller": "calls methods by name (`methodcaller`)",
 }
-
-# builtins an answer may call; every other builtin is flagged (DENIED_NAMES with a reason of its own)
-ALLOWED_BUILTINS = frozenset(
+# frames, code objects, generators and tracebacks lead to every namespace of the process
+INTROSPECTION_PREFIXES = ("f_", "gi_", "cr_", "ag_", "tb_", "co_", "func_", "im_")
+# registering anything (hooks on tensors, modules, the import system) acts on code that runs later
+HOOK_PREFIX = "register_"
+# a standard-library module reached as an attribute (`torch.os`, `np.sys`): files, processes, introspection.
+# These names are computation (or a tensor method of the same name, like `.select`, `.trace`, `.copy`).
+COMPUTATION_MODULES = frozenset(
     """
-    range len print zip enumerate min max abs float int bool str list tuple dict set frozenset sum round
-    sorted reversed all any isinstance map filter divmod pow slice iter next repr format complex chr ord
-    hex bin oct hash id callable issubclass
-    True False None Ellipsis NotImplemented
-    NotImplementedError ValueError TypeError AssertionError RuntimeError IndexError KeyError ZeroDivisionError
-    ArithmeticError StopIteration Exception
+    math cmath random numbers statistics fractions decimal string array bisect heapq colorsys copy select trace
+    signal time enum keyword itertools functools graphlib
     """.split()
 )
+STDLIB_ATTRS = frozenset(sys.stdlib_module_names) - COMPUTATION_MODULES - {"__future__"}
 
+# names no answer may use, with the reason (every other builtin is ordinary Python)
 DENIED_NAMES = {
     "getattr": "reads attributes by name (`getattr`)",
     "setattr": "writes attributes by name (`setattr`)",
@@ -153,92 +161,41 @@ DENIED_NAMES = {
     "importlib": "uses importlib",
     "nbgrader": "uses nbgrader",
     "grader": "uses the grader package",
-    "display": "uses IPython's display machinery",
 }
 
 # the kernel's history variables: _i, _ii, _iii, _i3, _ih, _oh, _dh, _3, __, ___
 HISTORY = re.compile(r"^_(i{1,3}|i\d+|ih|oh|dh|\d+|_+)$")
 DUNDER_TEXT = re.compile(r"__\w+__")
-FORMAT_FIELD = re.compile(r"\{\s*\w*\s*[.\[]")  # "{0.attr}" / "{x[key]}": str.format reads attributes and items
 
 # names the test cells rely on: never rebound by an answer (imports of the same module are fine)
 PROTECTED = {"cmp": None, "grader": None, "torch": "torch", "F": "torch.nn.functional", "math": "math"}
 ALLOWED_IMPORTS = {"torch", "torch.nn", "torch.nn.functional", "math"}
 DENIED_KEYWORDS = {"requires_grad", "retain_graph", "create_graph", "grad_outputs"}
 
-# statements and expressions no answer needs, each with its reason
+# statements and expressions that can change a grade whatever they compute, each with its reason
 CONSTRUCTS = {
-    ast.ClassDef: "defines a class",
-    ast.AsyncFunctionDef: "defines a coroutine (`async def`)",
+    ast.ClassDef: "defines a class (a class can redefine what operators and comparisons do)",
+    ast.AsyncFunctionDef: "defines a coroutine (`async def`: it runs outside the cell's order)",
     ast.AsyncFor: "uses `async for`",
     ast.AsyncWith: "uses `async with`",
-    ast.Await: "uses `await`",
-    ast.Yield: "defines a generator (`yield`)",
-    ast.YieldFrom: "defines a generator (`yield from`)",
-    ast.Global: "rebinds globals from inside a function (`global`)",
-    ast.Nonlocal: "rebinds an outer function's names (`nonlocal`)",
-    ast.Try: "catches exceptions (`try`: an answer has none to catch; it could swallow the grader's)",
-    ast.Match: "uses `match`",
+    ast.Await: "uses `await` (it runs code outside the cell's order)",
 }
-if hasattr(ast, "TryStar"):
-    CONSTRUCTS[ast.TryStar] = "catches exception groups (`try`/`except*`)"
 
-ALLOWED_NODES = (
-    ast.Module,
-    ast.Expr,
-    ast.Assign,
-    ast.AugAssign,
-    ast.AnnAssign,
-    ast.For,
-    ast.While,
-    ast.If,
-    ast.FunctionDef,
-    ast.Lambda,
-    ast.Return,
-    ast.Pass,
-    ast.Break,
-    ast.Continue,
-    ast.With,
-    ast.withitem,
-    ast.Raise,
-    ast.ExceptHandler,  # only inside a `try`, which is flagged itself
-    ast.Assert,
-    ast.Delete,
-    ast.Import,
-    ast.ImportFrom,
-    ast.alias,
-    ast.BoolOp,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.IfExp,
-    ast.Dict,
-    ast.Set,
-    ast.List,
-    ast.Tuple,
-    ast.ListComp,
-    ast.SetComp,
-    ast.DictComp,
-    ast.GeneratorExp,
-    ast.comprehension,
-    ast.Compare,
-    ast.Call,
-    ast.keyword,
-    ast.FormattedValue,
-    ast.JoinedStr,
-    ast.Constant,
-    ast.Attribute,
-    ast.Subscript,
-    ast.Slice,
-    ast.Starred,
-    ast.Name,
-    ast.NamedExpr,
-    ast.arguments,
-    ast.arg,
-    ast.expr_context,
-    ast.boolop,
-    ast.operator,
-    ast.unaryop,
-    ast.cmpop,
+# IPython magics an answer may use: the code they time is checked like the cell's own; the rest only read
+TIMING_MAGICS = {"time", "timeit"}
+HARMLESS_MAGICS = {"matplotlib", "who", "whos", "who_ls", "pinfo", "pinfo2"}
+
+# what a one-line cell's first word must be for IPython's automagic to run it as a magic (`time x = 1`):
+# IPython's and ipykernel's line magics and the shell aliases (`ls`, `cat`...)
+AUTOMAGIC_WORDS = frozenset(
+    """
+    alias alias_magic autoawait autocall automagic bookmark capture cd code_wrap colors conda config debug dhist
+    dirs doctest_mode edit env gui history killbgscripts load load_ext loadpy logoff logon logstart logstate logstop
+    lsmagic macro magic mamba matplotlib micromamba notebook page pastebin pdb pdef pdoc pfile pinfo pinfo2 pip
+    popd pprint precision prun psearch psource pushd pwd pycat pylab quickref recall rehashx reload_ext rerun reset
+    reset_selective run save sc set_env sx system tb time timeit unalias unload_ext uv who who_ls whos xdel xmode
+    clear less more man connect_info qtconsole autosave mkdir rmdir mv rm cp cat ls ll lf lk ldir lx
+    """.split()
 )
 
 
@@ -247,7 +204,6 @@ class Allowances:
     """What one notebook's own visible code adds to the language (computed by ``allowances``)."""
 
     chains: frozenset[str] = frozenset()  # full ``grader.x.y`` chains the visible code uses
-    attrs: frozenset[str] = frozenset()  # attribute names the visible code uses (never DENIED_ATTRS)
     protected: frozenset[str] = frozenset(PROTECTED)  # names no answer may rebind
     trusted: frozenset[str] = frozenset()  # the (stripped) text of the locked cells: instructor code
 
@@ -266,15 +222,30 @@ def _chain(node: ast.AST) -> str | None:
     return None
 
 
-def _is_no_grad(node: ast.AST) -> bool:
-    """``torch.no_grad()`` or ``torch.no_grad`` (a decorator may take either form)."""
-    if isinstance(node, ast.Call) and not node.args and not node.keywords:
-        node = node.func
-    return _chain(node) in ("torch.no_grad", "torch.inference_mode")
+def denied_attr(attr: str) -> str | None:
+    """Why no answer may use the attribute ``attr`` (its name alone says it), or None."""
+    if attr.startswith("__"):
+        return f"uses the dunder attribute `.{attr}`"
+    if attr.startswith("_"):
+        return f"uses the private attribute `.{attr}`"
+    if attr in DENIED_ATTRS:
+        return DENIED_ATTRS[attr]
+    if attr.startswith(INTROSPECTION_PREFIXES):
+        return f"reads the interpreter's frames or code (`.{attr}`)"
+    if attr.startswith(HOOK_PREFIX):
+        return f"registers a hook (`.{attr}`): code that would run inside the checks"
+    if attr in STDLIB_ATTRS:
+        return f"reaches the standard library's `{attr}` module through an attribute (`.{attr}`)"
+    return None
 
 
-# IPython magics an answer may use (the code they time is checked like the cell's own)
-TIMING_MAGICS = {"time", "timeit"}
+def _format_fields(text: str) -> list[str]:
+    """The attribute names a format string reads (``'{0.shape}'`` reads ``shape``); [] if it is no format."""
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(text) for f in (f, spec) if f]
+    except ValueError:
+        return []
+    return [a for f in fields for a in re.findall(r"\.(\w+)", f)]
 
 
 def _magic(node: ast.Call) -> tuple[str, list[str]] | None:
@@ -294,25 +265,32 @@ def _magic(node: ast.Call) -> tuple[str, list[str]] | None:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, allow: Allowances, magics: bool = False) -> None:
+    def __init__(self, allow: Allowances, magics: bool = False, lines: list[str] | None = None) -> None:
         self.allow = allow
         self.magics = magics  # the cell had magics or `!` lines: IPython turned them into get_ipython() calls
+        self.lines = lines or []  # the cell's text, to quote the line a reason is about
         self.reasons: list[str] = []
+        self.seen: set[str] = set()
         self.bound: set[str] = set()
         self.ok_names: set[int] = set()  # ids of Name nodes already judged (cmp calls, grader chains)
 
-    def flag(self, why: str) -> None:
-        if why not in self.reasons:
-            self.reasons.append(why)
+    def flag(self, why: str, node: ast.AST | None = None) -> None:
+        """Record ``why``, once, with the first line it is about: "line 3 (`x = getattr(...)`): reads ..."."""
+        if why in self.seen:
+            return
+        self.seen.add(why)
+        lineno = getattr(node, "lineno", None)
+        if lineno and 0 < lineno <= len(self.lines):
+            text = self.lines[lineno - 1].strip()
+            text = text if len(text) <= 60 else text[:57] + "..."
+            why = f"line {lineno} (`{text}`): {why}"
+        self.reasons.append(why)
 
     def generic_visit(self, node: ast.AST) -> None:
         for cls, why in CONSTRUCTS.items():
             if isinstance(node, cls):
-                self.flag(why)
+                self.flag(why, node)
                 break
-        else:
-            if not isinstance(node, ALLOWED_NODES):
-                self.flag(f"uses {type(node).__name__}, which no answer needs")
         super().generic_visit(node)
 
     # -- names ------------------------------------------------------------------------------
@@ -321,30 +299,28 @@ class _Checker(ast.NodeVisitor):
         if id(node) in self.ok_names:
             return
         if name.startswith("__"):
-            self.flag(f"uses the dunder name `{name}`")
+            self.flag(f"uses the dunder name `{name}`", node)
         elif HISTORY.match(name):
-            self.flag(f"reads the kernel's history (`{name}`: the test cells' source and outputs)")
+            self.flag(f"reads the kernel's history (`{name}`: the test cells' source and outputs)", node)
         elif isinstance(node.ctx, (ast.Store, ast.Del)):
-            self._binds(name)
+            self._binds(name, node=node)
         elif name in DENIED_NAMES:
-            self.flag(DENIED_NAMES[name])
+            self.flag(DENIED_NAMES[name], node)
         elif name == "cmp":
-            self.flag("uses the visible check `cmp` other than by calling it")
-        elif name in _BUILTIN_NAMES and name not in ALLOWED_BUILTINS and name not in self.bound:
-            self.flag(f"uses the builtin `{name}`, which no answer needs")
+            self.flag("uses the visible check `cmp` other than by calling it", node)
 
-    def _binds(self, name: str, module: str | None = None) -> None:
+    def _binds(self, name: str, module: str | None = None, node: ast.AST | None = None) -> None:
         if name.startswith("__"):
-            self.flag(f"binds the dunder name `{name}`")
+            self.flag(f"binds the dunder name `{name}`", node)
         elif name in DENIED_NAMES:
-            self.flag(f"rebinds `{name}`: {DENIED_NAMES[name]}")
+            self.flag(f"rebinds `{name}`: {DENIED_NAMES[name]}", node)
         elif name in self.allow.protected and (module is None or PROTECTED.get(name) != module):
-            self.flag(f"rebinds `{name}`, which the tests use")
+            self.flag(f"rebinds `{name}`, which the tests use", node)
         self.bound.add(name)
 
     def visit_arg(self, node: ast.arg) -> None:
         if node.arg.startswith("__"):
-            self.flag(f"binds the dunder name `{node.arg}`")
+            self.flag(f"binds the dunder name `{node.arg}`", node)
         self.bound.add(node.arg)
         self.generic_visit(node)
 
@@ -355,117 +331,131 @@ class _Checker(ast.NodeVisitor):
         root = chain.split(".", 1)[0] if chain else None
         if root == "grader" and chain in self.allow.chains and isinstance(node.ctx, ast.Load):
             return  # a chain the notebook's own visible code uses, e.g. grader.training.progress
+        if root == "grader" and isinstance(node.ctx, ast.Load):
+            self.flag(f"uses the grader package (`{chain}`: the notebook's own code does not)", node)
+            return
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             if attr == "data" and isinstance(node.value, ast.Name) and node.value.id not in self.allow.protected:
                 pass  # the lecture's `p.data += -lr * grad`
             else:
                 what = "deletes" if isinstance(node.ctx, ast.Del) else "assigns"
-                self.flag(f"{what} an attribute (`{chain or '...' + '.' + attr}`): patches an object or module")
+                self.flag(f"{what} an attribute (`{chain or '...' + '.' + attr}`): patches an object or module", node)
         if attr in ("format", "format_map") and not isinstance(node.value, ast.Constant):
-            self.flag(f"formats with a format string made at run time (`.{attr}` can read attributes)")
-        if attr.startswith("__"):
-            self.flag(f"uses the dunder attribute `.{attr}`")
-        elif attr.startswith("_"):
-            self.flag(f"uses the private attribute `.{attr}`")
-        elif attr in DENIED_ATTRS:
-            self.flag(DENIED_ATTRS[attr])
-        elif attr not in ALLOWED_ATTRS and attr not in self.allow.attrs:
-            self.flag(f"uses the attribute `.{attr}`, which is not in the answer language")
+            self.flag(f"formats with a format string made at run time (`.{attr}` can read attributes)", node)
+        why = denied_attr(attr)
+        if why:
+            self.flag(why, node)
         self.visit(node.value)
 
     # -- calls ------------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
         magic = _magic(node) if self.magics else None
         if magic is not None:
-            self._magic(*magic)
+            self._magic(*magic, node=node)
             return
         if isinstance(node.func, ast.Name) and node.func.id == "cmp":
             self.ok_names.add(id(node.func))
         if isinstance(node.func, ast.Name) and node.func.id == "type" and "type" not in self.bound:
             if len(node.args) != 1 or node.keywords:
-                self.flag("calls `type` with more than one argument (makes a class)")
-            self.ok_names.add(id(node.func))
+                self.flag("calls `type` with more than one argument (makes a class)", node)
         for kw in node.keywords:
             if kw.arg in DENIED_KEYWORDS:
-                self.flag(f"passes `{kw.arg}=`, which no answer needs")
+                self.flag(f"passes `{kw.arg}=`, which no answer needs", node)
             elif kw.arg is None:
-                self.flag("passes keyword arguments from a dict (`**`): their names are not checked")
+                self.flag("passes keyword arguments from a dict (`**`): their names are not checked", node)
         self.generic_visit(node)
 
-    def _magic(self, method: str, args: list[str]) -> None:
-        if method == "run_line_magic" and len(args) == 2 and args[0] == "matplotlib" and re.fullmatch(r"\w*", args[1]):
-            return  # %matplotlib inline
+    def _magic(self, method: str, args: list[str], node: ast.AST) -> None:
         if method in ("run_line_magic", "run_cell_magic") and args and args[0] in TIMING_MAGICS:
             line, body = args[1], args[2] if len(args) == 3 else ""
             if method == "run_line_magic" and len(args) == 2 and not line.lstrip().startswith("-"):
                 body, line = line, ""
             if not line.strip():
                 for why in check_source(body, self.allow):
-                    self.flag(why)
+                    self.flag(why, node)
                 return
+        if method == "run_line_magic" and len(args) == 2 and args[0] in HARMLESS_MAGICS:
+            if args[0] == "matplotlib" and re.fullmatch(r"\s*\w*\s*", args[1]):
+                return  # %matplotlib inline
+            if args[0].startswith("pinfo"):  # `x?`: help on an expression, checked like the expression
+                for why in check_source(args[1], self.allow):
+                    self.flag(why, node)
+                return
+            if args[0] != "matplotlib" and not args[1].strip():
+                return  # %who, %whos: the names the notebook defined
         if method in ("run_line_magic", "run_cell_magic") and args:
-            self.flag(f"uses the IPython magic `%{args[0]}` (only %matplotlib, %time and %timeit are answers)")
+            self.flag(
+                f"uses the IPython magic `%{args[0]}` (an answer may use %time, %timeit, %matplotlib, %who and ?)",
+                node,
+            )
         elif method in ("system", "getoutput"):
-            self.flag("runs a shell command (`!`)")
+            self.flag("runs a shell command (`!`)", node)
         else:
-            self.flag(f"talks to the kernel (`get_ipython().{method}`)")
+            self.flag(f"talks to the kernel (`get_ipython().{method}`)", node)
 
     # -- statements -------------------------------------------------------------------------
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._binds(node.name)
-        for deco in node.decorator_list:
-            if not _is_no_grad(deco):
-                self.flag("uses a decorator other than @torch.no_grad()")
-        self.generic_visit(node)
-
-    def visit_With(self, node: ast.With) -> None:
-        for item in node.items:
-            if not _is_no_grad(item.context_expr) or item.optional_vars is not None:
-                self.flag("uses `with` other than `with torch.no_grad():`")
+        self._binds(node.name, node=node)
         self.generic_visit(node)
 
     def visit_Import(self, node: ast.Import) -> None:
         for a in node.names:
             if a.name not in ALLOWED_IMPORTS:
-                self.flag(f"imports {a.name} (answers import only torch, torch.nn.functional and math)")
+                self.flag(f"imports {a.name} (answers import only torch, torch.nn.functional and math)", node)
             elif a.asname:
-                self._binds(a.asname, a.name)
+                self._binds(a.asname, a.name, node)
             else:
-                self._binds(a.name.split(".")[0], a.name.split(".")[0])
+                self._binds(a.name.split(".")[0], a.name.split(".")[0], node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
         if node.level or module not in ALLOWED_IMPORTS:
-            self.flag(f"imports from {'.' * node.level}{module} (answers import only torch, torch.nn.functional, math)")
+            where = "." * node.level + module
+            self.flag(f"imports from {where} (answers import only torch, torch.nn.functional, math)", node)
             return
         for a in node.names:
-            if a.name == "*":
-                self.flag(f"imports everything from {module} (`import *`)")
-            elif a.name.startswith("_") or a.name in DENIED_ATTRS or a.name not in ALLOWED_ATTRS:
-                self.flag(f"imports {a.name} from {module}, which is not in the answer language")
+            why = "imports everything (`import *`)" if a.name == "*" else denied_attr(a.name)
+            if why:
+                self.flag(f"imports {a.name} from {module}: {why}", node)
             else:
-                self._binds(a.asname or a.name, f"{module}.{a.name}")
+                self._binds(a.asname or a.name, f"{module}.{a.name}", node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and DUNDER_TEXT.search(node.value):
-            self.flag(f"a string names a dunder ({DUNDER_TEXT.search(node.value).group()!r})")
-        elif isinstance(node.value, str) and FORMAT_FIELD.search(node.value):
-            self.flag("a format string reads attributes or items (`'{0.attr}'.format(...)`)")
-
-
-_BUILTIN_NAMES = frozenset(dir(builtins)) | {"__builtins__", "get_ipython", "display", "exit", "quit", "In", "Out"}
+        if not isinstance(node.value, str):
+            return
+        if DUNDER_TEXT.search(node.value):
+            self.flag(f"a string names a dunder ({DUNDER_TEXT.search(node.value).group()!r})", node)
+            return
+        for attr in _format_fields(node.value):
+            why = denied_attr(attr)
+            if why:
+                self.flag(f"a format string reads an attribute (`{{0.{attr}}}`): {why}", node)
 
 
 def _transform(source: str) -> str:
-    """The cell as IPython's kernel compiles it: magics and ``!`` shell lines become get_ipython() calls."""
+    """The cell as IPython's kernel compiles it: magics and ``!`` shell lines become get_ipython() calls, and
+    a one-line cell whose first word is a magic or a shell alias runs as that magic (automagic)."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
     except ImportError:  # pragma: no cover (IPython comes with the kernel)
         return source
     try:
-        return TransformerManager().transform_cell(source)
+        code = TransformerManager().transform_cell(source)
     except Exception:  # a cell IPython cannot transform does not run either
         return source
+    return _automagic(code)
+
+
+def _automagic(code: str) -> str:
+    """IPython's prefilter on a one-line cell (``InteractiveShell.transform_cell``): ``time x = 1`` runs as
+    ``%time x = 1`` and ``ls`` as ``%ls``, unless the rest makes it an assignment (``time = 3``)."""
+    lines = code.splitlines()
+    if len(lines) != 1:
+        return code
+    m = re.match(r"^\s*([\w*.$]+[\w.$]*)\s*(.*?)\s*$", lines[0])  # IPython's split into function and rest
+    if not m or m.group(1) not in AUTOMAGIC_WORDS or m.group(2)[:1] in ("=", ","):
+        return code
+    return f"get_ipython().run_line_magic({m.group(1)!r}, {m.group(2)!r})\n"
 
 
 def parse(source: str) -> ast.Module | None:
@@ -487,7 +477,9 @@ def check_source(source: str, allow: Allowances = DEFAULT) -> list[str]:
     tree = _parse(code)
     if tree is None:
         return []
-    checker = _Checker(allow, magics="get_ipython" in code and "get_ipython" not in source)
+    lines = source.splitlines()
+    lines = lines if len(lines) == len(code.splitlines()) else code.splitlines()
+    checker = _Checker(allow, magics="get_ipython" in code and "get_ipython" not in source, lines=lines)
     checker.visit(tree)
     return checker.reasons
 
@@ -511,9 +503,9 @@ def visible(source: str) -> str:
 
 
 def allowances(source_nb) -> Allowances:
-    """What the source notebook's own visible code adds: its ``grader.*`` chains and attribute names, the
-    names its locked cells import (never rebound), and its locked cells' text (instructor code)."""
-    chains, attrs, protected, trusted = set(), set(), set(PROTECTED), set()
+    """What the source notebook's own visible code adds: its ``grader.*`` chains, the names its locked cells
+    import (never rebound), and its locked cells' text (instructor code)."""
+    chains, protected, trusted = set(), set(PROTECTED), set()
     for cell in source_nb.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
@@ -526,14 +518,13 @@ def allowances(source_nb) -> Allowances:
         if tree is None:
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and not node.attr.startswith("_") and node.attr not in DENIED_ATTRS:
-                attrs.add(node.attr)
+            if isinstance(node, ast.Attribute) and denied_attr(node.attr) is None:
                 chain = _chain(node)
                 if chain and chain.startswith("grader.") and "._" not in chain:
                     chains.add(chain)
             elif isinstance(node, (ast.Import, ast.ImportFrom)) and meta.get("locked"):
                 protected.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
-    return Allowances(frozenset(chains), frozenset(attrs), frozenset(protected), frozenset(trusted - {""}))
+    return Allowances(frozenset(chains), frozenset(protected), frozenset(trusted - {""}))
 
 
 @dataclass

@@ -114,6 +114,27 @@ REAL = [
     "    assert isinstance(x, torch.Tensor)\n    return x, 1",
     "%matplotlib inline\nx = %time dlogits.sum()",
     "%%time\ndh = dlogits @ W2.T",
+    # ordinary torch and Python beyond any list: graded on their values, never held
+    "dhpreact = dh / torch.cosh(hpreact)**2",
+    "dhpreact = dh * 4 * torch.sigmoid(2 * hpreact) * (1 - torch.sigmoid(2 * hpreact))",
+    "dlogits = torch.special.softmax(logits, 1) - F.one_hot(Yb, 27).to(torch.float32)\ndlogits.div_(n)",
+    "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[torch.arange(n), Yb] = -1.0/n",
+    "dC = torch.zeros_like(C).index_put_((Xb.flatten(),), demb.flatten(0, 1), accumulate=True)",
+    "x = torch.linalg.vector_norm(dh) + torch.nan_to_num(dh).logaddexp(dh).sum()",
+    "print(dC.shap)",
+    "print('{0.shape} {1}'.format(dC, n))\nprint(f'{dC.shape!r:>20}')",
+    "try:\n    print(dC.shape)\nexcept NameError as e:\n    print('not yet', e)",
+    "def rows(t):\n    yield from (r for r in t)\nlist(rows(dh))",
+    "def memo(f):\n    return f\n@memo\ndef step(x):\n    return x * 2",
+    "with torch.no_grad(), open_ := None or torch.no_grad():\n    pass",
+    "total = 0\ndef add(k):\n    global total\n    total += k",
+    "match n:\n    case 32:\n        pass\n    case _:\n        pass",
+    "dlogits?",
+    "torch.cosh??",
+    "%whos",
+    "time dh = dlogits @ W2.T",
+    "display(dC.shape)",
+    "x = copy = dC.clone()\nL = [1, 2]\nM = L.copy()",
 ]
 
 
@@ -148,6 +169,12 @@ def test_the_wrong_answers_of_the_checkers_tests_are_in_the_language_unless_they
 
 def test_a_cell_that_does_not_compile_runs_nothing_and_is_not_flagged():
     assert answers.check_source("dlogits = (") == []
+    assert answers.check_source("print dC") == []  # a typo: IPython raises SyntaxError, nothing runs
+
+
+def test_each_reason_names_its_line():
+    reasons = answers.check_source("dh = dlogits @ W2.T\nx = getattr(torch, 'zeros')\ny = getattr(torch, 'ones')")
+    assert reasons == ["line 2 (`x = getattr(torch, 'zeros')`): reads attributes by name (`getattr`)"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,15 +218,15 @@ CHEAT_FORMS = {
     "%time loss.backward()": ".backward",
     "%%timeit\nimport os": "os",
     "get_ipython().system('ls')": "get_ipython",
-    "dlogits?": "pinfo",
+    "dlogits.grad?": ".grad",
     "x = type('T', (), {})": "type",
     "class T:\n    pass": "class",
-    "def g():\n    global cmp\n    cmp = None": "global",
-    "try:\n    x = 1\nexcept Exception:\n    pass": "try",
-    "def g():\n    yield 1": "yield",
+    "def g():\n    global cmp\n    cmp = None": "cmp",
+    "try:\n    1 / 0\nexcept Exception as e:\n    f = e.__traceback__": "__traceback__",
+    "def g():\n    yield 1\nx = g().gi_frame.f_back": "frames",
     "await something()": "await",
-    "@staticmethod\ndef g():\n    pass": "decorator",
-    "with open('x') as f:\n    pass": "with",
+    "@staticmethod\ndef g():\n    pass": "staticmethod",
+    "with open('x') as f:\n    pass": "open",
     "x = torch.os.environ": ".os",
     "x = h.grad_fn.next_functions": "grad_fn",
     "x = torch.func.grad(f)": "torch.func",
@@ -217,6 +244,23 @@ CHEAT_FORMS = {
     "x = torch.zeros(3, **{'requires_' + 'grad': True})": "`**`",
     "print(('{0' + '.x}').format(cmp))": "format string made at run time",
     "print(str.format('{0' + '.x}', cmp))": "format string made at run time",
+    # the deny-list's other kinds: global settings, hooks, the standard library through torch, frames
+    "torch.set_default_dtype(torch.float64)": "global settings",
+    "torch.nn.modules.module.register_module_forward_hook(print)": "registers a hook",
+    "x = torch.utils.cpp_extension": "torch.utils",
+    "x = torch.multiprocessing.Process": "processes",
+    "x = torch.hub.load": "torch.hub",
+    "x = torch.inspect.currentframe()": "`inspect`",
+    "x = torch.functional.os.environ": "`os`",
+    "print('{0.gi_frame}'.format(rows))": "frames",
+    "x = operator.attrgetter('grad')": "attrgetter",
+    "x = h.grad_fn.next_functions[0]": "grad_fn",
+    "from torch import utils": "torch.utils",
+    # IPython's automagic: a one-line cell `time CODE` runs as `%time CODE`, `ls` as `%ls`
+    "time loss.backward()": ".backward",
+    "time x = getattr(torch, 'auto' + 'grad')": "getattr",
+    "ls /": "magic `%ls`",
+    "pip install numpy": "magic `%pip`",
 }
 
 
