@@ -147,6 +147,14 @@ def local_step(name: str, code: rerun.Code, namespace: dict) -> StepCheck | None
         expected = sum(branches.values())
         given = {f"d{r}": _shaped(known[r], namespace.get(f"d{r}")) for r in reads}
         value, error = code.run(given, _forward(ref), namespace)
+        if (
+            error is None
+            and _atomic()._usable(value, expected) is None
+            and any(_misshapen(g, namespace) for g in given)
+        ):
+            # written right, but broadcast by an upstream gradient of the wrong shape: the step on the right shapes
+            given = {f"d{r}": known[r] for r in reads}
+            value, error = code.run(given, _forward(ref), namespace)
         if error is None:
             several = len(branches) > 1
             context = Context(
@@ -212,6 +220,14 @@ def _unusable(gradient: str, namespace: dict) -> bool:
     return tensor in ref.grads and _atomic()._usable(namespace.get(gradient), ref.grads[tensor]) is None
 
 
+def _misshapen(gradient: str, namespace: dict) -> bool:
+    """The student's ``gradient`` is a tensor of another shape than its tensor's (size-1 dimensions aside)."""
+    ref = _atomic().reference()
+    value = namespace.get(gradient)
+    tensor = gradient[1:]
+    return tensor in ref.grads and isinstance(value, torch.Tensor) and value.shape != ref.grads[tensor].shape
+
+
 def _zero_for_every_input(true: torch.Tensor) -> bool:
     return bool(true.abs().max().item() <= ATOL)
 
@@ -245,7 +261,9 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
         elif missing:
             reason = "in your notebook it is not defined"
         elif atomic._usable(dt, true) is None:
-            bad = [g for g in sorted(code.gradients) if _unusable(g, namespace)]
+            # an upstream gradient of the wrong shape (a missing keepdim=True) broadcasts this gradient's own,
+            # right, code into the wrong shape: judge the code on upstream gradients of the right shape
+            bad = [g for g in sorted(code.gradients) if _unusable(g, namespace) or _misshapen(g, namespace)]
             if bad:
                 reason = (
                     f"in your notebook it is unusable because {', '.join(bad)}, which it reads, "
@@ -255,6 +273,10 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
     if reason is not None:
         given, _ = _upstream_for_rerun(code, namespace)
         value, error = code.run(given, _forward(ref), namespace)
+        if error is None and atomic._usable(value, true) is None and any(_misshapen(g, namespace) for g in given):
+            # the code was written for the student's own upstream shape, or only works with the true one: try both
+            given = {g: t.reshape(ref.grads[g[1:]].shape) for g, t in given.items()}
+            value, error = code.run(given, _forward(ref), namespace)
         if error is None and isinstance(value, torch.Tensor):
             verdict = atomic.judge_value(name, value, namespace, history, record=record)
             if not verdict.ok:
@@ -271,6 +293,14 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
     verdict = atomic.judge_value(name, None if missing else dt, namespace, history, record=record)
     if not verdict.ok and not missing and code is not None:
         _better_hint(name, verdict, code, namespace)
+        if error is not None and reason is not None:
+            # its cell stopped before the gradient was finished, and the code stops again when re-run: the
+            # error is the mistake to name, not what the half-finished value looks like
+            verdict.message = (
+                f"{target} is wrong: {reason.removeprefix('in your notebook ')}, and your code for it, re-run with "
+                f"usable upstream gradients, stops there too ({error}). What it left: "
+                f"{verdict.message.removeprefix(f'{target} is wrong: ')}"
+            )
     if missing and not verdict.ok:
         if error is not None:
             verdict.message = (
