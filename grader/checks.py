@@ -2,9 +2,11 @@
 
 The pass rule, in float32:
 
-* the shape must match the tensor the gradient belongs to. A difference of a leading size-1
-  dimension only, as in the lecture's ``dbnmeani`` of shape (64,) for a (1, 64) tensor, passes
-  with a note; a shape that would only "match" by broadcasting fails;
+* the shape must match the tensor the gradient belongs to, up to a leading size-1 dimension: the
+  same numbers in the same order, as in the lecture's ``dbnmeani`` of shape (64,) for a (1, 64)
+  tensor, or a ``(1, 64)`` ``db1`` for the (64,) ``b1``, pass with a note (the latter says that an
+  in-place update needs the parameter's own shape). A shape that would only "match" by broadcasting
+  ((32,) for (32, 1)) fails. One rule for every exercise: the notebooks state it;
 * the norm-relative error ``||a - b|| / (||a|| + ||b||)`` is at most ``RTOL`` (1e-5). A correct
   answer gives about 1e-8 and every known mistake more than 1e-3. Differences of at most
   ``ATOL`` (1e-7) everywhere also pass: two gradients that are mathematically zero
@@ -270,14 +272,8 @@ def describe_type(value) -> str:
     return f"it is a {type(value).__module__}.{type(value).__qualname__}, not a torch.Tensor"
 
 
-def compare(
-    actual, expected: torch.Tensor, what: str = "the tensor", context: Context | None = None, strict_shape: bool = False
-) -> Comparison:
-    """Compare ``actual`` (an answer) with ``expected`` (autograd's gradient of ``what``).
-
-    ``strict_shape`` refuses even a leading size-1 difference (a parameter's gradient feeds
-    an update ``p -= lr * grad``, which must not change p's shape).
-    """
+def compare(actual, expected: torch.Tensor, what: str = "the tensor", context: Context | None = None) -> Comparison:
+    """Compare ``actual`` (an answer) with ``expected`` (autograd's gradient of ``what``)."""
     context = context or Context()
     want = f"a tensor of shape {fmt_shape(expected.shape)}"
     if not isinstance(actual, torch.Tensor):
@@ -295,12 +291,16 @@ def compare(
         notes.append(f"dtype {actual.dtype}, the network uses {expected.dtype}")
     shape_ok = tuple(actual.shape) == tuple(expected.shape)
     if not shape_ok:
-        if strict_shape or not leading_one_only(actual.shape, expected.shape):
+        if not leading_one_only(actual.shape, expected.shape):
             return Comparison(False, hint=shape_hint(actual.shape, expected.shape, what))
-        notes.append(
-            f"shape {fmt_shape(actual.shape)} for {what} of shape {fmt_shape(expected.shape)}: "
-            f"accepted, a leading size-1 dimension broadcasts away"
-        )
+        if actual.dim() < expected.dim():
+            why = "accepted, it broadcasts back onto the tensor"
+        else:
+            why = (
+                "accepted (the same numbers), but an in-place update of the tensor with it fails "
+                "(`p += -lr * grad` cannot grow p): drop the keepdim=True"
+            )
+        notes.append(f"shape {fmt_shape(actual.shape)} for {what} of shape {fmt_shape(expected.shape)}: {why}")
     a = actual.detach().reshape(expected.shape)
     finite = torch.isfinite(a)
     if not bool(finite.all()):

@@ -190,17 +190,18 @@ HINTS = [
     ),
     (
         "db1",
-        lambda s: wrong(s, "b1", lambda d, a: d.view(1, -1)),
+        lambda s: wrong(s, "b1", lambda d, a: d.view(-1, 1)),
         [
-            "wrong shape: (1, 200), but `b1` has shape (200,)",
-            "extra size-1 dimension 0",
+            "wrong shape: (200, 1), but `b1` has shape (200,)",
+            "extra size-1 dimension 1",
             "crashes or silently broadcasts",
         ],
     ),
     (
         "dbnbias",
-        lambda s: wrong(s, "bnbias", lambda d, a: d.view(-1)),
-        ["wrong shape: (200,), but `bnbias` has shape (1, 200)", "dimension 0 is missing", "keepdim=True"],
+        # (a (200,) dbnbias is the same numbers: one shape rule, a leading size-1 dimension aside)
+        lambda s: wrong(s, "bnbias", lambda d, a: d.view(-1, 1)),
+        ["wrong shape: (200, 1), but `bnbias` has shape (1, 200)", "it is transposed"],
     ),
     ("dW2", lambda s: wrong(s, "W2", lambda d, a: d.T.contiguous()), ["it is transposed"]),
     ("dW1", lambda s: wrong(s, "W1", lambda d, a: -d), ["constant factor -1", "the sign is flipped"]),
@@ -384,3 +385,12 @@ def test_the_notebook_writes_nothing_on_stderr_in_a_kernel(tmp_path):
     assert ("train", "stdout") in streams and not [s for s in streams if s[1] == "stderr"]
     train = "".join(o.text for c in nb.cells if c.id == "train" for o in c.outputs if o.output_type == "stream")
     assert f"{training.GRADING_STEPS}/{training.GRADING_STEPS}" in train and "loss=" in train
+
+
+def test_a_leading_size_one_dimension_passes_with_the_note_that_the_update_needs_the_shape(solution):
+    """One shape rule for every exercise: (1, 200) for b1 (200,) holds the same numbers and passes; the note
+    says the in-place update needs b1's own shape (the training loop would crash on it, not the check)."""
+    fn = wrong(solution, "b1", lambda d, a: d.view(1, -1))
+    training.verify("db1", fn)  # silent: it passes on every network
+    verdict = training.judge("b1", fn, training.first_batch(), "on the first batch")
+    assert verdict.ok and "in-place update" in verdict.row("db1"), verdict.row("db1")
