@@ -112,6 +112,16 @@ DENIED_ATTRS = {
     "attrgetter": "reads attributes by name (`attrgetter`)",
     "methodcaller": "calls methods by name (`methodcaller`)",
 }
+# Reading autograd changes no grade but that of the values computed from it: the hidden tests follow those
+# values through the kernel's history (grader/integrity.py) and fail exactly the gradients derived from them.
+# A cell whose only reasons are these is flagged for the instructor, and holds nothing.
+AUTOGRAD_ATTRS = frozenset(
+    """
+    backward grad requires_grad requires_grad_ retain_grad retains_grad grad_fn autograd func functorch vjp jvp
+    jacobian hessian jacrev jacfwd
+    """.split()
+)
+AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
 # frames, code objects, generators and tracebacks lead to every namespace of the process
 INTROSPECTION_PREFIXES = ("f_", "gi_", "cr_", "ag_", "tb_", "co_", "func_", "im_")
 # registering anything (hooks on tensors, modules, the import system) acts on code that runs later
@@ -270,12 +280,16 @@ class _Checker(ast.NodeVisitor):
         self.magics = magics  # the cell had magics or `!` lines: IPython turned them into get_ipython() calls
         self.lines = lines or []  # the cell's text, to quote the line a reason is about
         self.reasons: list[str] = []
+        self.holds = False  # a reason that could change the checking code, not only the values it computes
         self.seen: set[str] = set()
         self.bound: set[str] = set()
         self.ok_names: set[int] = set()  # ids of Name nodes already judged (cmp calls, grader chains)
 
-    def flag(self, why: str, node: ast.AST | None = None) -> None:
-        """Record ``why``, once, with the first line it is about: "line 3 (`x = getattr(...)`): reads ..."."""
+    def flag(self, why: str, node: ast.AST | None = None, holds: bool = True) -> None:
+        """Record ``why``, once, with the first line it is about: "line 3 (`x = getattr(...)`): reads ...".
+
+        ``holds``: it could change the checking code (False: it only reads autograd, see AUTOGRAD_ATTRS)."""
+        self.holds |= holds
         if why in self.seen:
             return
         self.seen.add(why)
@@ -344,7 +358,7 @@ class _Checker(ast.NodeVisitor):
             self.flag(f"formats with a format string made at run time (`.{attr}` can read attributes)", node)
         why = denied_attr(attr)
         if why:
-            self.flag(why, node)
+            self.flag(why, node, holds=attr not in AUTOGRAD_ATTRS or not isinstance(node.ctx, ast.Load))
         self.visit(node.value)
 
     # -- calls ------------------------------------------------------------------------------
@@ -360,7 +374,7 @@ class _Checker(ast.NodeVisitor):
                 self.flag("calls `type` with more than one argument (makes a class)", node)
         for kw in node.keywords:
             if kw.arg in DENIED_KEYWORDS:
-                self.flag(f"passes `{kw.arg}=`, which no answer needs", node)
+                self.flag(f"passes `{kw.arg}=`, which turns on autograd", node, holds=False)
             elif kw.arg is None:
                 self.flag("passes keyword arguments from a dict (`**`): their names are not checked", node)
         self.generic_visit(node)
@@ -371,15 +385,13 @@ class _Checker(ast.NodeVisitor):
             if method == "run_line_magic" and len(args) == 2 and not line.lstrip().startswith("-"):
                 body, line = line, ""
             if not line.strip():
-                for why in check_source(body, self.allow):
-                    self.flag(why, node)
+                self._inner(body, node)
                 return
         if method == "run_line_magic" and len(args) == 2 and args[0] in HARMLESS_MAGICS:
             if args[0] == "matplotlib" and re.fullmatch(r"\s*\w*\s*", args[1]):
                 return  # %matplotlib inline
             if args[0].startswith("pinfo"):  # `x?`: help on an expression, checked like the expression
-                for why in check_source(args[1], self.allow):
-                    self.flag(why, node)
+                self._inner(args[1], node)
                 return
             if args[0] != "matplotlib" and not args[1].strip():
                 return  # %who, %whos: the names the notebook defined
@@ -393,6 +405,12 @@ class _Checker(ast.NodeVisitor):
         else:
             self.flag(f"talks to the kernel (`get_ipython().{method}`)", node)
 
+    def _inner(self, code: str, node: ast.AST) -> None:
+        """The code a magic runs, checked like the cell's own."""
+        inner = judge_source(code, self.allow)
+        for why in inner.reasons:
+            self.flag(why, node, holds=inner.holds)
+
     # -- statements -------------------------------------------------------------------------
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self._binds(node.name, node=node)
@@ -401,7 +419,10 @@ class _Checker(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for a in node.names:
             if a.name not in ALLOWED_IMPORTS:
-                self.flag(f"imports {a.name} (answers import only torch, torch.nn.functional and math)", node)
+                local = a.name.startswith(AUTOGRAD_MODULES)  # `import torch.autograd`: autograd, nothing else
+                self.flag(
+                    f"imports {a.name} (answers import only torch, torch.nn.functional and math)", node, not local
+                )
             elif a.asname:
                 self._binds(a.asname, a.name, node)
             else:
@@ -411,12 +432,13 @@ class _Checker(ast.NodeVisitor):
         module = node.module or ""
         if node.level or module not in ALLOWED_IMPORTS:
             where = "." * node.level + module
-            self.flag(f"imports from {where} (answers import only torch, torch.nn.functional, math)", node)
+            local = not node.level and module.startswith(AUTOGRAD_MODULES)
+            self.flag(f"imports from {where} (answers import only torch, torch.nn.functional, math)", node, not local)
             return
         for a in node.names:
             why = "imports everything (`import *`)" if a.name == "*" else denied_attr(a.name)
             if why:
-                self.flag(f"imports {a.name} from {module}: {why}", node)
+                self.flag(f"imports {a.name} from {module}: {why}", node, a.name not in AUTOGRAD_ATTRS)
             else:
                 self._binds(a.asname or a.name, f"{module}.{a.name}", node)
 
@@ -471,17 +493,28 @@ def _parse(code: str) -> ast.Module | None:
         return None
 
 
-def check_source(source: str, allow: Allowances = DEFAULT) -> list[str]:
-    """Why ``source`` (one cell) is outside the answer language; empty if it is inside (or runs nothing)."""
+@dataclass(frozen=True)
+class Judgement:
+    reasons: list[str]  # why the cell is outside the answer language, each with its line; [] if inside
+    holds: bool  # some reason could change the checking code (else it only reads autograd)
+
+
+def judge_source(source: str, allow: Allowances = DEFAULT) -> Judgement:
+    """``source`` (one cell) against the answer language, as the kernel would run it."""
     code = _transform(source)
     tree = _parse(code)
     if tree is None:
-        return []
+        return Judgement([], False)  # it does not compile: nothing of it runs
     lines = source.splitlines()
     lines = lines if len(lines) == len(code.splitlines()) else code.splitlines()
     checker = _Checker(allow, magics="get_ipython" in code and "get_ipython" not in source, lines=lines)
     checker.visit(tree)
-    return checker.reasons
+    return Judgement(checker.reasons, checker.holds and bool(checker.reasons))
+
+
+def check_source(source: str, allow: Allowances = DEFAULT) -> list[str]:
+    """Why ``source`` (one cell) is outside the answer language; empty if it is inside (or runs nothing)."""
+    return judge_source(source, allow).reasons
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,6 +566,7 @@ class CellFlag:
     label: str  # its grade id, or "cell <id>" (a cell of the source without nbgrader metadata), or "added cell"
     reasons: list[str] = field(default_factory=list)
     grade_id: str | None = None
+    holds: bool = True  # it could change the checking code: the graded cells after it are held
 
 
 def editable(nb, source_nb) -> list[tuple[int, str, str | None]]:
@@ -572,9 +606,9 @@ def check_notebook(nb, source_nb, allow: Allowances | None = None) -> list[CellF
         text = _source(nb["cells"][index])
         if text.strip() in allow.trusted:
             continue  # a copy of a locked cell: the instructor's own code
-        reasons = check_source(text, allow)
-        if reasons:
-            flags.append(CellFlag(index, label, reasons, gid))
+        judged = judge_source(text, allow)
+        if judged.reasons:
+            flags.append(CellFlag(index, label, judged.reasons, gid, judged.holds))
     return flags
 
 

@@ -3,8 +3,9 @@
 ``HoldForReview`` runs right after nbgrader's ``SaveAutoGrades`` (the course's ``nbgrader_config.py``
 puts it there, so plain ``nbgrader autograde`` and ``python -m grader autograde`` both run it). It checks
 the executed notebook with ``grader.answers.check_notebook`` against the assignment's source notebook;
-when a cell the student could edit or add is outside the answer language, every graded cell that runs
-after the first such cell (patching torch or the grader changes everything later) is held:
+when a cell the student could edit or add is outside the answer language in a way that could change the
+checking code, every graded cell that runs after the first such cell (patching torch or the grader changes
+everything later) is held:
 
 - its grade gets ``auto_score = None`` and ``needs_manual_grade = True`` (the formgrader lists it as
   needing a manual grade; nbgrader counts it 0 until an instructor grades it), instead of the credit;
@@ -13,8 +14,10 @@ after the first such cell (patching torch or the grader changes everything later
   cell's comment box, the feedback under the cell;
 - the submitted notebook is ``flagged`` (the formgrader's flag).
 
-Cells before the first flagged cell keep their automatic grade. A notebook inside the language is not
-touched at all.
+Cells before the first such cell keep their automatic grade. A cell that only reads autograd (``.grad``,
+``.backward()``, ``torch.autograd``) holds nothing: the hidden tests follow its values through the kernel's
+history and fail exactly the gradients computed from them; the notebook is flagged and the comment says why.
+A notebook inside the language is not touched at all.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ from . import answers
 from .cells import nbgrader_meta
 
 HELD = "Held for manual grading"
+FLAGGED = "Flagged for review"
 
 
 def held_cells(nb, flags: list[answers.CellFlag]) -> list[str]:
-    """The grade ids of the graded cells that run after the first flagged cell."""
-    if not flags:
+    """The grade ids of the graded cells that run after the first flagged cell that could change the checking
+    code (a cell that only reads autograd holds nothing: the hidden tests fail the gradients derived from it)."""
+    holding = [f.index for f in flags if f.holds]
+    if not holding:
         return []
-    first = min(f.index for f in flags)
+    first = min(holding)
     return [
         nbgrader_meta(c)["grade_id"]
         for i, c in enumerate(nb.cells)
@@ -96,7 +102,10 @@ class HoldForReview(NbGraderPreprocessor):
                 except MissingEntry:
                     continue
                 lines = [
-                    f"{HELD}: {f.label} is outside the answer language: " + "; ".join(f.reasons) + "."
+                    (f"{HELD}: " if f.holds else f"{FLAGGED}: ")
+                    + f"{f.label} is outside the answer language: "
+                    + "; ".join(f.reasons)
+                    + ("." if f.holds else ". The gradients computed from it fail their hidden tests; nothing is held.")
                     for f in cell_flags
                 ]
                 if held:

@@ -21,7 +21,7 @@ RELEASE = course.REPO / "release" / course.ASSIGNMENT
 NOTEBOOKS = course.notebook_names(course.REPO)
 # the deliberate cheats of the catalogue (its students held for review): everything else there is a real
 # answer (right or wrong)
-CHEATS = {s.id for s in course.demo_class(sandbox_only=True) if s.held}
+CHEATS = {s.id for s in course.demo_class(sandbox_only=True) if s.held or s.flagged}
 
 
 def source_nb(name):
@@ -434,3 +434,38 @@ def test_the_prechecks_flag_what_the_course_holds(tmp_path):
     (other / f"{name}.ipynb").write_bytes((SOURCE / f"{name}.ipynb").read_bytes())
     report = precheck.check("copies-grad", {name: path}, other, tmp_path / "checked2")
     assert not [f for f in report.flags if "outside the answer language" in f]
+
+
+@pytest.mark.parametrize(
+    "code, holds",
+    [
+        ("x = logits.detach().requires_grad_()\nF.cross_entropy(x, Yb).backward()\ndlogits = x.grad", False),
+        ("d = torch.autograd.grad(loss, logits)", False),
+        ("from torch.func import grad\nimport torch.autograd as ag", False),
+        ("x = torch.zeros(3, requires_grad=True)", False),
+        ("time loss.backward()", False),
+        ("logprobs.grad = dlogprobs", True),  # writes an attribute: a cmp that reads .grad would be fooled
+        ("g = getattr(torch, 'autograd')", True),
+        ("with torch.enable_grad():\n    pass", True),  # torch's global state
+        ("h.register_hook(print)", True),
+        ("loss.backward()\ncmp = print", True),
+    ],
+)
+def test_reading_autograd_flags_the_cell_but_holds_nothing(code, holds):
+    """A hold is narrow: reading autograd changes only the values computed from it, which the hidden tests fail
+    (grader/integrity.py); only what could change the checking code holds the graded cells after it."""
+    judged = answers.judge_source(code)
+    assert judged.reasons and judged.holds is holds, judged
+
+
+def test_a_notebook_that_only_reads_autograd_holds_no_cell():
+    from grader import nbgrader_answers
+
+    src = source_nb("02_fused_cross_entropy")
+    nb = course.solved(nbformat.read(RELEASE / "02_fused_cross_entropy.ipynb", as_version=4), src)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("x = logits.detach().requires_grad_()"))
+    flags = answers.check_notebook(nb, src)
+    assert [f.holds for f in flags] == [False]
+    assert nbgrader_answers.held_cells(nb, flags) == []
+    nb.cells.insert(3, nbformat.v4.new_code_cell("torch.tanh = torch.exp"))
+    assert nbgrader_answers.held_cells(nb, answers.check_notebook(nb, src))  # this one holds what follows

@@ -69,6 +69,12 @@ def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
     for cell, text in s.shows.items():  # passing cells whose feedback must say something (e.g. why a line never ran)
         notebook = next(c.notebook for c in cells if c.cell == cell)
         assert text in course.feedback_text(root, s.id, notebook), f"{cell}: {text!r} not in feedback"
+    if s.flagged or s.held:  # outside the answer language: the instructor's flag is up, holding or not
+        from nbgrader.api import Gradebook
+
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            sub = gb.find_submission(course.ASSIGNMENT, s.id)
+            assert any(nb.flagged for nb in sub.notebooks), s.id
 
 
 def _test_cells(root):

@@ -107,6 +107,7 @@ class DemoStudent:
     review: str = ""  # a reason `python -m grader autograde` must give for looking at this student
     shows: dict[str, str] = field(default_factory=dict)  # passing test cells, each with a text its feedback shows
     held: list[str] | str = field(default_factory=list)  # cells held for manual grading (score 0), or "all"
+    flagged: bool = False  # outside the answer language by reading autograd only: flagged, nothing held
 
     def submits(self, all_notebooks: list[str]) -> list[str]:
         """The notebooks this student hands in (nbgrader scores a missing one 0 without running it)."""
@@ -132,6 +133,7 @@ def demo_class(path: Path = REPO / "source" / "demo_class.toml", sandbox_only: b
             s.get("review", ""),
             s.get("shows", {}),
             s.get("held", []),
+            s.get("flagged", False),
         )
         for s in data["student"]
     ]
