@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 import copy
 
+from . import guard
+
 FORBIDDEN_ATTRS = {
     "grad": "reads .grad",
     "_grad": "reads ._grad",
@@ -264,6 +266,10 @@ def problem(names, history, barriers=()) -> str | None:
     """
     if history is None:
         return None
+    patched = guard.changed() if guard.in_kernel() else []
+    if patched:
+        shown = ", ".join(f"`{p}`" for p in patched[:3]) + (f" and {len(patched) - 3} more" if len(patched) > 3 else "")
+        return f"the notebook changed {shown}: no longer what torch and the grader put there, so it cannot be graded."
     flow = analyse(history, barriers)
     if flow.patches:
         return f"the notebook changes the checking code or torch ({flow.patches[0]}), so it cannot be graded."

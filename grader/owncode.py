@@ -16,6 +16,7 @@ for the gradient is judged too, found in the cells the kernel ran (``grader.reru
 
 When the code cannot be isolated (it reads what the grader cannot give it, or raises on the
 random upstream), the value judgement stands: never a false fail. Every reference is autograd's.
+It is long because both judgements, and the messages that say which one spoke, share one re-run.
 """
 
 from __future__ import annotations

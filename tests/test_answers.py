@@ -1,12 +1,10 @@
-"""The answer language (grader/answers.py), its nbgrader step (grader/nbgrader_answers.py) and the leak guard.
+"""The answer language (grader/answers.py) and its nbgrader step (grader/nbgrader_answers.py).
 
 Zero false flags: every solution of the source notebooks, every real answer of source/demo_class.toml and
 the other forms real answers take pass clean; the obfuscated cheats are flagged with a reason naming the
 construct; under plain ``nbgrader autograde`` the graded cells after a flagged cell are held for review.
 """
 
-import base64
-import codecs
 import copy
 from pathlib import Path
 
@@ -303,53 +301,6 @@ def test_a_copy_of_a_locked_cell_is_instructor_code():
 
 
 # ---------------------------------------------------------------------------------------------
-# The leak guard
-
-SECRET = {"grader.atomic.verify('logprobs', dlogprobs)  # the grader's own check: a redefined cmp changes nothing"}
-LINE = next(iter(SECRET))
-
-
-@pytest.mark.parametrize(
-    "shown",
-    [
-        LINE,
-        LINE[::-1],
-        codecs.encode(LINE, "rot13"),
-        "".join(chr((ord(c) - 97 + 3) % 26 + 97) if c.islower() else c for c in LINE),
-        " ".join(LINE),
-        LINE.upper(),
-        base64.b64encode(LINE.encode()).decode(),
-        base64.urlsafe_b64encode(LINE.encode()).decode(),
-        base64.b64encode(LINE[::-1].encode()).decode(),
-        base64.b32encode(LINE.encode()).decode(),
-        LINE.encode().hex(),
-        LINE.encode().hex(" "),
-        str(list(LINE.encode())),
-        str([ord(c) for c in LINE]),
-        "".join(f"\\x{b:02x}" for b in LINE.encode()),
-        base64.b64encode(__import__("zlib").compress(LINE.encode())).decode(),
-    ],
-    ids=lambda s: s[:20],
-)
-def test_the_guard_catches_encoded_hidden_lines(shown):
-    page = f"Exercise 1\nyour answer: dlogprobs = torch.zeros_like(logprobs)\n{shown}\nscore 1 / 1\n"
-    assert answers.leaks(page, SECRET) == [LINE]
-
-
-def test_the_guard_passes_the_feedback_a_class_really_gets():
-    from grader.autograde.feedback import hidden_lines
-
-    secret = hidden_lines(SOURCE)
-    assert secret
-    for name in NOTEBOOKS:
-        # everything a student sees: the release notebook and the answer key (solutions, outputs, hints)
-        for folder in (RELEASE, course.REPO / "notebooks"):
-            path = folder / f"{name}.ipynb"
-            if path.is_file():
-                assert answers.leaks(path.read_text(), secret) == [], path
-
-
-# ---------------------------------------------------------------------------------------------
 # Plain nbgrader autograde with the course's nbgrader_config.py
 
 
@@ -387,11 +338,6 @@ def test_nbgrader_autograde_holds_the_cells_after_a_flagged_cell(tmp_path):
         assert not gb.find_submission_notebook(name, course.ASSIGNMENT, "honest").flagged
 
 
-def test_page_text_drops_style_sheets_and_tags():
-    page = "<html><style>.jp-x { color: #fff }</style><p>score &amp; 1</p><script>var a = 1;</script></html>"
-    assert answers.page_text(page) == "score & 1"
-
-
 def test_the_cells_held_are_the_graded_cells_after_the_first_flagged_cell():
     from grader import nbgrader_answers
 
@@ -414,7 +360,7 @@ def test_the_answer_language_never_imports_torch():
     import subprocess
     import sys
 
-    code = "import sys, grader.answers, grader.nbgrader_answers; assert 'torch' not in sys.modules"
+    code = "import sys, grader.answers, grader.leakguard, grader.nbgrader_answers; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -13,7 +13,7 @@ preprocessors to nbgrader's own:
 
 After grading, ``collect`` copies both into ``--out`` (regular files only, never following a link) and
 withholds any feedback page that shows a line of a hidden test (``hidden_lines``), as it is or hidden
-(``grader.answers.leaks``: reversed, shifted, spread out, encoded); ``notes``
+(``grader.leakguard.leaks``: reversed, shifted, spread out, encoded); ``notes``
 tells the instructor which cells were cut or ran into a limit.
 """
 
@@ -29,7 +29,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer
 
-from .. import answers
+from .. import leakguard
 from ..cells import grade_id, has_hidden_tests, hidden_test_lines
 
 MAX_OUTPUT_CHARS = 20_000  # per output in the autograded notebook and feedback (LimitOutput counts lines)
@@ -171,9 +171,9 @@ def collect(autograded: Path, feedback: Path, out: Path, student: str, assignmen
             problems += [f"{kind}/{why}" for why in copy_regular_files(src, dst, suffix)]
     for page in sorted((out / "feedback" / student / assignment).glob("*.html")):
         raw = page.read_text(encoding="utf-8", errors="replace")
-        # the exact lines anywhere in the page's text, and (answers.leaks) what a page can hide them as:
+        # the exact lines anywhere in the page's text, and (leakguard.leaks) what a page can hide them as:
         # reversed, shifted, spread out, encoded
-        leaked = [line for line in secret if line in text(raw)] or answers.leaks(answers.page_text(raw), secret)
+        leaked = [line for line in secret if line in text(raw)] or leakguard.leaks(leakguard.page_text(raw), secret)
         if leaked:
             page.unlink()
             problems.append(f"{page.stem}: feedback withheld, it showed hidden test text ({leaked[0][:40]!r})")
