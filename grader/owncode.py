@@ -292,6 +292,12 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
 
     # 2. The value, as it is in the notebook (error carried forward).
     verdict = atomic.judge_value(name, None if missing else dt, namespace, history, record=record)
+    if code is not None and not missing:
+        shared = _shared_memory(namespace)
+        if shared:
+            aliased = _aliasing(name, code, namespace, history, shared, verdict, record)
+            if aliased is not None:
+                return aliased
     if not verdict.ok and not missing and code is not None:
         _better_hint(name, verdict, code, namespace)
         if error is not None and reason is not None:
@@ -320,6 +326,69 @@ def judge(name: str, dt, namespace: dict | None, history, record: bool = True):
     if code is None:
         return _no_zero_credit(name, dt, verdict, record)
     return _judge_code(name, dt, verdict, code, namespace, record)
+
+
+def _shared_memory(namespace: dict) -> dict[str, list[str]]:
+    """Each gradient of the notebook that shares its memory with others: ``{"dbnraw": ["dbndiff"], ...}``."""
+    by_storage: dict[int, list[str]] = {}
+    for t in _atomic().ORDER:
+        value = namespace.get(f"d{t}")
+        if isinstance(value, torch.Tensor) and value.numel():
+            by_storage.setdefault(value.untyped_storage().data_ptr(), []).append(f"d{t}")
+    return {g: [o for o in group if o != g] for group in by_storage.values() if len(group) > 1 for g in group}
+
+
+def _made_alias(target: str, code: rerun.Code, shared: dict[str, list[str]]) -> tuple[str, str, str] | None:
+    """(the other gradient, the statement that made ``target`` a second name for it, the in-place statement
+    that then changed both) when ``target``'s own code did that: ``dbndiff = dbnraw`` then ``dbndiff *= ...``."""
+    for i, st in enumerate(code.statements):
+        partners = [o for o in shared.get(target, ()) if o in st.reads]
+        if target in st.rebinds and partners:
+            later = [s for s in code.statements[i + 1 :] if target in s.writes and target not in s.rebinds]
+            if later:
+                return partners[0], st.text.strip(), later[0].text.strip()
+    return None
+
+
+def _aliasing(name: str, code: rerun.Code, namespace: dict, history, shared: dict, verdict, record: bool):
+    """Memory shared between gradients (`dY = dX` without .clone(), then an in-place `dY *= ...`): the one
+    mistake is charged once, to the gradient whose code made the second name and changed the other through
+    it; a gradient whose own code is right (a right local step) passes, whatever that did to its value or to
+    the values it read. None: no aliasing concerns this gradient, the verdict stands."""
+    atomic = _atomic()
+    ref = atomic.reference()
+    target = f"d{name}"
+    made = _made_alias(target, code, shared)
+    if made is not None:
+        other, alias, change = made
+        atomic._remember(name, namespace.get(target), ref.grads[name], record, roots=(name,))
+        verdict.ok = False
+        verdict.message = (
+            f"{target} is wrong: `{alias}` makes {target} a second name for {other}, not a copy (they share "
+            f"memory), so `{change}` changed {other} too. Use {other}.clone()."
+        )
+        return verdict
+    involved = [g for g in [target, *sorted(code.gradients)] if g in shared]
+    if verdict.ok or not involved:
+        return None
+    step = local_step(name, code, namespace)
+    if step is None or not step.ok:
+        return None
+    # what later gradients were computed from is the notebook's value: error carried forward starts there
+    atomic._remember(name, namespace.get(target), ref.grads[name], record, roots=(name,))
+    first = involved[0]
+    makers = [
+        f"`{m[1]}`"
+        for other in shared[first]
+        if (m := _made_alias(other, code_of(other[1:], history, namespace) or code, shared)) is not None
+    ]
+    verdict.ok = True
+    verdict.message = (
+        f"ok: your code for {target} is right; its value in your notebook is not what it computed, because "
+        f"{first} and {', '.join(shared[first])} share memory and an in-place update through one changed the other"
+        + (f" ({', '.join(makers)}: that costs its own point)" if makers else "")
+    )
+    return verdict
 
 
 GENERIC = ("it is off: relative error", "(they share memory)")
