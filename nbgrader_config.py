@@ -39,4 +39,16 @@ from nbgrader.preprocessors import SaveAutoGrades  # noqa: E402
 
 _steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
 _after = _steps.index(SaveAutoGrades) + 1
-c.Autograde.autograde_preprocessors = [*_steps[:_after], "grader.nbgrader_answers.HoldForReview", *_steps[_after:]]
+_steps = [*_steps[:_after], "grader.nbgrader_answers.HoldForReview", *_steps[_after:]]
+
+# Locked cells run as the instructor wrote them (grader/nbgrader_cells.py): their tags come back with their
+# source (a `skip-execution` tag would make the kernel skip a test cell), a deleted test cell is put back,
+# and a test cell that did not run scores 0 instead of full marks.
+from nbgrader.preprocessors import Execute, OverwriteCells  # noqa: E402
+
+_steps.insert(_steps.index(Execute) + 1, "grader.nbgrader_cells.UnrunTestsFail")
+c.Autograde.autograde_preprocessors = _steps
+c.Autograde.sanitize_preprocessors = [
+    "grader.nbgrader_cells.PutBackCells" if step is OverwriteCells else step
+    for step in Autograde.class_traits()["sanitize_preprocessors"].default()
+]

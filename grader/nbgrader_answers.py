@@ -22,16 +22,12 @@ A notebook inside the language is not touched at all.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import nbformat
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from . import answers
 from .cells import nbgrader_meta
+from .nbgrader_cells import source_notebook
 
 HELD = "Held for manual grading"
 FLAGGED = "Flagged for review"
@@ -70,17 +66,10 @@ def comment_cells(nb, flags: list[answers.CellFlag]) -> dict[str, list[answers.C
 class HoldForReview(NbGraderPreprocessor):
     """Hold the grades a cell outside the answer language could have influenced (see the module's text)."""
 
-    def _source_notebook(self, assignment: str, notebook: str):
-        coursedir = CourseDirectory(config=self.config)
-        path = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{notebook}.ipynb"
-        if not path.is_file():
-            return None
-        return nbformat.read(os.fspath(path), as_version=4)
-
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         notebook, assignment, student = info["notebook"], info["assignment"], info["student"]
-        source_nb = self._source_notebook(assignment, notebook)
+        source_nb = source_notebook(self.config, assignment, notebook)
         if source_nb is None:
             # the locked cells of the graded notebook are the instructor's (OverwriteCells put them back)
             self.log.warning("HoldForReview: no source notebook %s/%s; checked against itself", assignment, notebook)

@@ -192,6 +192,8 @@ def apply_edit(nb, edit: dict, source_nb=None) -> None:
         if cell.cell_type == "markdown":
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
+    elif "tags" in edit:
+        cell.metadata["tags"] = list(edit["tags"])
     elif "prepend" in edit:
         cell.source = edit["prepend"].strip("\n") + "\n" + cell.source
     elif "append" in edit:
