@@ -48,6 +48,10 @@ from nbgrader.preprocessors import Execute, OverwriteCells  # noqa: E402
 
 _steps.insert(_steps.index(Execute) + 1, "grader.nbgrader_cells.UnrunTestsFail")
 c.Autograde.autograde_preprocessors = _steps
+
+# grades.csv by a real CSV writer (grader/instructor/csvexport.py): an id with a comma, a quote or a newline
+# cannot break the file or forge a row, and a formula-looking field is neutralised for spreadsheets.
+c.ExportApp.plugin_class = "grader.instructor.csvexport.SafeCsvExport"
 c.Autograde.sanitize_preprocessors = [
     "grader.nbgrader_cells.PutBackCells" if step is OverwriteCells else step
     for step in Autograde.class_traits()["sanitize_preprocessors"].default()

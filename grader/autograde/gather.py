@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..instructor.csvexport import PLUGIN
 from . import shards
 from .cli import reported
 from .gradebook import real_db
@@ -118,7 +119,9 @@ def gather(course: Path, assignment: str, out: Path, db_url: str | None, submiss
     with tempfile.TemporaryDirectory(prefix="bn-gather-") as tmp:
         write_config(Path(tmp), opts, db)
         partial = out / ".grades.csv.tmp"
-        proc = run_nbgrader(Path(tmp), "export", "--to", str(partial), f"--CourseDirectory.db_url={db}")
+        proc = run_nbgrader(
+            Path(tmp), "export", "--to", str(partial), f"--CourseDirectory.db_url={db}", f"--exporter={PLUGIN}"
+        )
         if proc.returncode != 0:
             raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
         os.replace(partial, out / "grades.csv")

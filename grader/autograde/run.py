@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..instructor.csvexport import PLUGIN
 from . import feedback, gradebook, precheck, sandbox, shards, zygote
 from .canary import canary
 from .ledger import Ledger
@@ -305,6 +306,8 @@ def _grade_class(opts: Options) -> dict:
 def export(session: Session) -> None:
     """``grades.csv`` in ``--out``: ``nbgrader export`` of the real gradebook."""
     out = session.opts.out / "grades.csv"
-    proc = run_nbgrader(session.template, "export", "--to", str(out), f"--CourseDirectory.db_url={session.db}")
+    proc = run_nbgrader(
+        session.template, "export", "--to", str(out), f"--CourseDirectory.db_url={session.db}", f"--exporter={PLUGIN}"
+    )
     if proc.returncode != 0:
         raise GradingError(f"nbgrader export failed:\n{proc.stdout[-3000:]}")
