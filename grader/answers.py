@@ -47,6 +47,7 @@ import string
 import sys
 from dataclasses import dataclass, field
 
+from . import ipysource
 from .cells import nbgrader_meta
 
 # ---------------------------------------------------------------------------------------------
@@ -188,21 +189,7 @@ CONSTRUCTS = {
 }
 
 # IPython magics an answer may use: the code they time is checked like the cell's own; the rest only read
-TIMING_MAGICS = {"time", "timeit"}
 HARMLESS_MAGICS = {"matplotlib", "who", "whos", "who_ls", "pinfo", "pinfo2"}
-
-# what a one-line cell's first word must be for IPython's automagic to run it as a magic (`time x = 1`):
-# IPython's and ipykernel's line magics and the shell aliases (`ls`, `cat`...)
-AUTOMAGIC_WORDS = frozenset(
-    """
-    alias alias_magic autoawait autocall automagic bookmark capture cd code_wrap colors conda config debug dhist
-    dirs doctest_mode edit env gui history killbgscripts load load_ext loadpy logoff logon logstart logstate logstop
-    lsmagic macro magic mamba matplotlib micromamba notebook page pastebin pdb pdef pdoc pfile pinfo pinfo2 pip
-    popd pprint precision prun psearch psource pushd pwd pycat pylab quickref recall rehashx reload_ext rerun reset
-    reset_selective run save sc set_env sx system tb time timeit unalias unload_ext uv who who_ls whos xdel xmode
-    clear less more man connect_info qtconsole autosave mkdir rmdir mv rm cp cat ls ll lf lk ldir lx
-    """.split()
-)
 
 
 @dataclass(frozen=True)
@@ -252,22 +239,6 @@ def _format_fields(text: str) -> list[str]:
     except ValueError:
         return []
     return [a for f in fields for a in re.findall(r"\.(\w+)", f)]
-
-
-def _magic(node: ast.Call) -> tuple[str, list[str]] | None:
-    """(method, string arguments) of ``get_ipython().method('...', ...)``, as IPython writes a magic or ``!``."""
-    func = node.func
-    if (
-        isinstance(func, ast.Attribute)
-        and isinstance(func.value, ast.Call)
-        and isinstance(func.value.func, ast.Name)
-        and func.value.func.id == "get_ipython"
-        and not func.value.args
-        and not node.keywords
-        and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
-    ):
-        return func.attr, [a.value for a in node.args]
-    return None
 
 
 class _Checker(ast.NodeVisitor):
@@ -359,7 +330,7 @@ class _Checker(ast.NodeVisitor):
 
     # -- calls ------------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
-        magic = _magic(node) if self.magics else None
+        magic = ipysource.magic_call(node) if self.magics else None
         if magic is not None:
             self._magic(*magic, node=node)
             return
@@ -376,13 +347,10 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _magic(self, method: str, args: list[str], node: ast.AST) -> None:
-        if method in ("run_line_magic", "run_cell_magic") and args and args[0] in TIMING_MAGICS:
-            line, body = args[1], args[2] if len(args) == 3 else ""
-            if method == "run_line_magic" and len(args) == 2 and not line.lstrip().startswith("-"):
-                body, line = line, ""
-            if not line.strip():
-                self._inner(body, node)
-                return
+        timed = ipysource.timed_code(method, args)
+        if timed is not None:
+            self._inner(timed, node)
+            return
         if method == "run_line_magic" and len(args) == 2 and args[0] in HARMLESS_MAGICS:
             if args[0] == "matplotlib" and re.fullmatch(r"\s*\w*\s*", args[1]):
                 return  # %matplotlib inline
@@ -450,45 +418,6 @@ class _Checker(ast.NodeVisitor):
                 self.flag(f"a format string reads an attribute (`{{0.{attr}}}`): {why}", node)
 
 
-def _transform(source: str) -> str:
-    """The cell as IPython's kernel compiles it: magics and ``!`` shell lines become get_ipython() calls, and
-    a one-line cell whose first word is a magic or a shell alias runs as that magic (automagic)."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:  # pragma: no cover (IPython comes with the kernel)
-        return source
-    try:
-        code = TransformerManager().transform_cell(source)
-    except Exception:  # a cell IPython cannot transform does not run either
-        return source
-    return _automagic(code)
-
-
-def _automagic(code: str) -> str:
-    """IPython's prefilter on a one-line cell (``InteractiveShell.transform_cell``): ``time x = 1`` runs as
-    ``%time x = 1`` and ``ls`` as ``%ls``, unless the rest makes it an assignment (``time = 3``)."""
-    lines = code.splitlines()
-    if len(lines) != 1:
-        return code
-    m = re.match(r"^\s*([\w*.$]+[\w.$]*)\s*(.*?)\s*$", lines[0])  # IPython's split into function and rest
-    if not m or m.group(1) not in AUTOMAGIC_WORDS or m.group(2)[:1] in ("=", ","):
-        return code
-    return f"get_ipython().run_line_magic({m.group(1)!r}, {m.group(2)!r})\n"
-
-
-def parse(source: str) -> ast.Module | None:
-    """The cell's syntax tree as the kernel would run it, or None if it does not compile (then nothing runs)."""
-    return _parse(_transform(source))
-
-
-def _parse(code: str) -> ast.Module | None:
-    try:
-        flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        return compile(code, "<cell>", "exec", flags=flags, dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return None
-
-
 @dataclass(frozen=True)
 class Judgement:
     reasons: list[str]  # why the cell is outside the answer language, each with its line; [] if inside
@@ -497,8 +426,8 @@ class Judgement:
 
 def judge_source(source: str, allow: Allowances = DEFAULT) -> Judgement:
     """``source`` (one cell) against the answer language, as the kernel would run it."""
-    code = _transform(source)
-    tree = _parse(code)
+    code = ipysource.transform(source)
+    tree = ipysource.compile_tree(code)
     if tree is None:
         return Judgement([], False)  # it does not compile: nothing of it runs
     lines = source.splitlines()
@@ -543,7 +472,7 @@ def allowances(source_nb) -> Allowances:
         if meta.get("locked") and not meta.get("solution"):
             trusted.add(_source(cell).strip())
             trusted.add(text.strip())
-        tree = parse(text)
+        tree = ipysource.parse(text)
         if tree is None:
             continue
         for node in ast.walk(tree):

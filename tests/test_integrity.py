@@ -77,8 +77,22 @@ def test_barriers_stop_the_spread_between_answers():
     assert set(derived(*cells, barriers=["dlogits", "dh"])) == {"dlogits"}
 
 
-def test_broken_cells_and_magics_are_skipped():
+def test_broken_cells_are_skipped():
     assert derived("%timeit x = 1", "def (:", "dW2 = W2.grad").keys() == {"dW2"}
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "time dW2 = W2.grad",  # a one-line cell: IPython's automagic runs it as %time
+        "%time dW2 = W2.grad",
+        "dW2 = %time W2.grad",
+        "%%timeit -n1\nx = 1",  # options: not opened, and nothing flows
+        "%%time\ndW2 = W2.grad",
+    ],
+)
+def test_the_code_a_timing_magic_runs_is_followed_like_the_cells_own(cell):
+    assert derived(cell).keys() == ({"dW2"} if "grad" in cell else set())
 
 
 @pytest.mark.parametrize(
