@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import torch
 
-from . import integrity
+from . import integrity, ipysource
 
 TIME_LIMIT = 2.0  # seconds for one re-run of one gradient's code
 
@@ -241,6 +241,9 @@ def _analyse(stmt: ast.stmt) -> tuple[set[str], set[str], set[str]] | None:
 
 @lru_cache(maxsize=512)
 def _parse_cell(source: str) -> tuple[tuple[int, int, str, frozenset, frozenset, frozenset, bool, types.CodeType], ...]:
+    # as IPython runs it (a `%matplotlib inline` line does not hide the rest of the cell); line magics keep
+    # their line, so a crash's line number still points at the statement
+    source = ipysource.transform(source)
     try:
         tree = ast.parse(source)
     except SyntaxError:
