@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
+from grader.autograde import feedback
 from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
@@ -134,8 +135,12 @@ def test_late_on_time_and_no_timestamp_grade_the_same(two_courses):
     assert gradebook(mine) == gradebook(plain)
     late = gradebook(mine)["bob"]["notebooks"]["squares"]["late_submission_penalty"]
     assert late == 2.0  # bob's 2 points (test_square_zero, test_image), zeroed by penalty_method = zero
-    assert gradebook(mine)["alice"]["notebooks"]["squares"]["grades"]["test_image"][0] == 1.0
+    squares = {s: gradebook(plain)[s]["notebooks"]["squares"]["grades"] for s in TINY_ANSWERS}
+    assert squares["alice"]["test_square"][0] == 2 and squares["bob"]["test_square"][0] == 0  # its hidden test ran
+    assert squares["alice"]["test_image"][0] == 1.0
     assert export(mine) == export(plain)
+    page = (root / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
+    assert "square(-4)" not in page and "square(3) == 9" in feedback.text(page)  # the hidden test is not shown
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert set(summary["late"]) == {"bob"} and summary["late"]["bob"]["seconds_late"] == pytest.approx(27 * 3600 + 1800)
 
