@@ -103,7 +103,10 @@ def head_rows(nb) -> list[dict]:
             continue
         name, is_code = what(cell.source, meta.get("grade_id", ""))
         score, points = _number(meta.get("score")), _number(meta.get("points"))
-        line = verdict(cell) if cell.cell_type == "code" else ""
+        # nbgrader's rule: only a test cell (code, not an answer) is scored by the autograder; a written answer or a
+        # code answer with points is scored by a person, and its outputs are no verdict
+        by_hand = bool(meta.get("solution")) or cell.cell_type != "code"
+        line = "graded by hand" if by_hand else verdict(cell)
         passed = points > 0 and score >= points
         if not line:
             line = "passed" if passed else "no output"

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# tests/data holds test inputs, among them notebooks (nbgrader's user-guide course): nbval must not run them
+collect_ignore_glob = ["data/*"]
+
 
 @pytest.fixture(scope="session")
 def names_file() -> Path:

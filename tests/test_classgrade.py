@@ -355,31 +355,6 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
         assert lost == course.expected_lost(s, cells, course.notebook_names(c))
 
 
-def test_an_independent_course_gets_the_same_scores_as_plain_nbgrader(tmp_path):
-    from nbgrader.api import Gradebook
-
-    mine = make_tiny_course(tmp_path / "tiny", TINY_ANSWERS)
-    plain = tmp_path / "plain"
-    shutil.copytree(mine, plain)
-    course.nbgrader(plain, "autograde", "hw1")
-    proc = autograde(mine, mine / "submitted", tmp_path / "out", "--cell-timeout", "120", assignment="hw1", timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-
-    def totals(root):
-        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-            return {
-                s.student.id: {(nb.name, g.name): g.score for nb in s.notebooks for g in nb.grades}
-                for s in gb.assignment_submissions("hw1")
-            }
-
-    expected = totals(plain)
-    assert set(expected) == set(TINY_ANSWERS)
-    assert expected["alice"][("squares", "test_square")] == 2 and expected["bob"][("squares", "test_square")] == 0
-    assert totals(mine) == expected
-    page = (tmp_path / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
-    assert "square(-4)" not in page and "square(3) == 9" in feedback.text(page)
-
-
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
     c = make_tiny_course(
         tmp_path / "tiny", {"alice": TINY_ANSWERS["alice"], "stuck": "import time\nwhile True:\n    time.sleep(1)"}

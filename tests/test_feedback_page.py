@@ -81,6 +81,25 @@ def test_head_rows_and_picture():
     assert picture(nb) == ("iVBORw0K", "the graph")
 
 
+def test_a_cell_graded_by_hand_has_no_verdict_of_the_autograder():
+    """A written answer and a code answer with points (its outputs are the student's, not a verdict); a task (no
+    grade flag: a person grades it in the formgrader) has no row."""
+    written = nbformat.v4.new_markdown_cell("The softmax of a row sums to 1.")
+    code_answer = _cell([{"output_type": "stream", "name": "stdout", "text": "5.0\n"}], grade_id="application")
+    task = nbformat.v4.new_markdown_cell("State the formulae.")
+    for cell, gid in ((written, "explain"), (code_answer, "application"), (task, "formulae")):
+        cell.metadata["nbgrader"] = {"grade": gid != "formulae", "grade_id": gid, "points": 2.0, "score": 0.0}
+        cell.metadata["nbgrader"]["solution" if gid != "formulae" else "task"] = True
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [written, code_answer, task, _cell([], score=0.0)]
+    rows = head_rows(nb)
+    assert [(r["grade_id"], r["verdict"]) for r in rows] == [
+        ("explain", "graded by hand"),
+        ("application", "graded by hand"),
+        ("test_dcounts", "no output"),
+    ]
+
+
 FORMULAS = [
     (r"-1/n", "-1/n"),
     (r"10^{-9}", "10<sup>-9</sup>"),

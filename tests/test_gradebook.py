@@ -102,3 +102,30 @@ def test_scores_of_some_students_or_of_an_unknown_assignment(book):
     real = url(book("both"))
     assert list(gradebook.scores(real, "hw1", ["bob", "cy", "ann"])) == ["bob", "ann"]  # in the order asked
     assert gradebook.scores(real, "hw2") == {}
+
+
+@pytest.mark.slow
+def test_only_a_test_cell_counts_as_autograded_as_nbgrader_decides(tmp_path, monkeypatch):
+    """nbgrader's rule (utils.determine_grade): a code cell with points that is not an answer cell is scored by the
+    autograder; an answer cell with points (code or markdown: nbgrader's user guide has both), a markdown cell with
+    points and a task are left to a person."""
+    monkeypatch.setenv("PATH", tool_env()["PATH"])
+    path = tmp_path / "kinds.db"
+    with Gradebook(url(path)) as gb:
+        gb.update_or_create_assignment("hw1")
+        gb.update_or_create_notebook("nb", "hw1")
+        for name, kind in [("test", "code"), ("code_answer", "code"), ("written", "markdown"), ("md", "markdown")]:
+            gb.update_or_create_grade_cell(name, "nb", "hw1", max_score=1, cell_type=kind)
+        for name in ("code_answer", "written", "plain_answer"):  # plain_answer: an answer without points
+            gb.update_or_create_solution_cell(name, "nb", "hw1")
+        gb.update_or_create_task_cell("task", "nb", "hw1", max_score=4, cell_type="markdown")
+        gb.update_or_create_student("ann")
+        gb.add_submission("hw1", "ann")
+    cells = gradebook.scores(url(path), "hw1")["ann"]
+    assert {c.cell: c.autograded for c in cells} == {
+        "test": True,
+        "code_answer": False,
+        "written": False,
+        "md": False,
+        "task": False,
+    }

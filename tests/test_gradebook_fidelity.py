@@ -3,14 +3,17 @@
 One class (on time, late and without a timestamp; a TA override and a manual comment; a resubmission;
 a ``--force``) is graded twice, by plain nbgrader in one copy of the course and by
 ``python -m grader autograde`` in another, and the two gradebooks are compared field by field after
-each step. A course laid out like nbgrader's user guide (a header notebook named by the config, an
-image beside the notebooks, a manually graded answer) gets the same gradebook and CSV both ways. So does
+each step. nbgrader's own user-guide course (its header notebook, an image beside the notebooks, answers
+graded by hand, written and in code) gets the same gradebook and CSV both ways, the canary judging its test
+cells only; so does this course with a written question added (a markdown answer graded by hand). So does
 this course's demo class (every demo student plain nbgrader may grade: the hostile ones run only in the
 sandbox; one late, one without a timestamp), before and after a TA's override and a resubmission.
 """
 
 import csv
+import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
+from grader.autograde import feedback
 from grader.instructor import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
@@ -26,6 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 DUE = "2026-01-10 12:00:00"
 STAMPS = {"alice": "2026-01-10 11:00:00", "bob": "2026-01-11 15:30:00"}  # carol has no timestamp.txt
 LATE_CONFIG = 'c.LateSubmissionPlugin.penalty_method = "zero"\n'
+HEADER_CONFIG = 'c.IncludeHeaderFooter.header = "source/header.ipynb"\n'
+PNG = b"\x89PNG\r\n\x1a\n"  # an image beside the notebooks (what a PNG starts with)
+USER_GUIDE = Path(__file__).parent / "data" / "nbgrader_user_guide"  # nbgrader's (BSD-3-Clause: README.md there)
 
 
 def gradebook(root: Path, assignment: str = "hw1") -> dict:
@@ -55,9 +62,14 @@ def gradebook(root: Path, assignment: str = "hw1") -> dict:
 
 def export(root: Path, assignment: str = "hw1") -> list[dict]:
     course.nbgrader(root, "export", "--to", str(root / "export.csv"))
-    with open(root / "export.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment]
-    return sorted(({k: v for k, v in r.items()} for r in rows), key=lambda r: r["student_id"])
+    return rows(root / "export.csv", assignment)
+
+
+def rows(path: Path, assignment: str) -> list[dict]:
+    """The rows of ``assignment`` in a grades CSV (nbgrader export's columns), by student."""
+    with open(path, newline="") as f:
+        found = [r for r in csv.DictReader(f) if r["assignment"] == assignment]
+    return sorted(({k: v for k, v in r.items()} for r in found), key=lambda r: r["student_id"])
 
 
 def class_command(c: Path, out: Path, *extra, assignment: str = "hw1"):
@@ -95,10 +107,18 @@ def two_courses(tmp_path_factory):
 
 
 def late_courses(root: Path, config: str, files: dict | None = None) -> tuple[Path, Path]:
-    """The tiny class with ``STAMPS`` and the due date ``DUE``, twice: for plain nbgrader and for the class command."""
+    """The tiny class with ``STAMPS`` and the due date ``DUE``, twice: for plain nbgrader and for the class command.
+    Its notebook has a third test cell (1 point) that reads the image beside it: the kernel's working folder holds
+    the files beside the notebook, as nbgrader's does."""
     from nbgrader.api import Gradebook
 
-    plain = make_tiny_course(root / "plain", TINY_ANSWERS, config=config, files=files)
+    nb = json.loads(json.dumps(TINY_SOURCE))
+    reads_the_image = json.loads(json.dumps(nb["cells"][-1]))
+    reads_the_image.update(id="t3", source='assert open("jupyter.png", "rb").read(4) == b"\\x89PNG"')
+    reads_the_image["metadata"]["nbgrader"].update(grade_id="test_image", points=1)
+    nb["cells"].append(reads_the_image)
+    files = {**(files or {}), "source/hw1/jupyter.png": PNG}
+    plain = make_tiny_course(root / "plain", TINY_ANSWERS, source=nb, config=config, files=files)
     for student, stamp in STAMPS.items():
         (plain / "submitted" / student / "hw1" / "timestamp.txt").write_text(stamp)
     with Gradebook(f"sqlite:///{plain / 'gradebook.db'}") as gb:
@@ -114,8 +134,13 @@ def test_late_on_time_and_no_timestamp_grade_the_same(two_courses):
     class_command(mine, root / "out")
     assert gradebook(mine) == gradebook(plain)
     late = gradebook(mine)["bob"]["notebooks"]["squares"]["late_submission_penalty"]
-    assert late == 1.0  # bob's 1 point, zeroed by penalty_method = zero
+    assert late == 2.0  # bob's 2 points (test_square_zero, test_image), zeroed by penalty_method = zero
+    squares = {s: gradebook(plain)[s]["notebooks"]["squares"]["grades"] for s in TINY_ANSWERS}
+    assert squares["alice"]["test_square"][0] == 2 and squares["bob"]["test_square"][0] == 0  # its hidden test ran
+    assert squares["alice"]["test_image"][0] == 1.0
     assert export(mine) == export(plain)
+    page = (root / "out" / "feedback" / "carol" / "hw1" / "squares.html").read_text()
+    assert "square(-4)" not in page and "square(3) == 9" in feedback.text(page)  # the hidden test is not shown
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert set(summary["late"]) == {"bob"} and summary["late"]["bob"]["seconds_late"] == pytest.approx(27 * 3600 + 1800)
 
@@ -148,58 +173,105 @@ def test_force_regrades_everyone_and_keeps_what_people_wrote(two_courses):
 
 
 def user_guide_course(root: Path) -> Path:
-    """A course written the way nbgrader's user guide writes one: source/header.ipynb named by
-    IncludeHeaderFooter.header, an image beside the notebook, a manually graded answer, two students."""
-    nb = json.loads(json.dumps(TINY_SOURCE))
-    nb["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "id": "img", "source": "![logo](jupyter.png)"})
-    reads_the_image = json.loads(json.dumps(nb["cells"][-1]))  # a test cell: the kernel sees the files beside it
-    reads_the_image.update(id="t3", source='assert open("jupyter.png", "rb").read(4) == b"\\x89PNG"')
-    reads_the_image["metadata"]["nbgrader"].update(grade_id="test_image", points=1)
-    nb["cells"].append(reads_the_image)
-    nb["cells"].append(
-        {
-            "cell_type": "markdown",
-            "id": "m1",
-            "metadata": {
-                "nbgrader": {
-                    "grade": True,
-                    "grade_id": "explain",
-                    "locked": False,
-                    "points": 2,
-                    "schema_version": 3,
-                    "solution": True,
-                    "task": False,
-                }  # fmt: skip
-            },
-            "source": "Why is the square of a negative number positive?\n\nYOUR ANSWER HERE",
-        }
+    """nbgrader's user-guide course as its documentation grades it: ps1 (problem1: test cells, an answer cell and
+    a code cell graded by hand (Parts C, D) and a task; problem2: two written answers) released with the header
+    ``source/header.ipynb``, an image beside the notebooks, and the hand-ins of bitdiddle and hacker (timestamps
+    of 2015). The notebooks are copied from nbgrader's repository into tests/data/nbgrader_user_guide."""
+    shutil.copytree(USER_GUIDE / "source", root / "source")
+    (root / "source" / "ps1" / "jupyter.png").write_bytes(PNG)
+    (root / "nbgrader_config.py").write_text(
+        'c = get_config()\nc.CourseDirectory.course_id = "course101"\n' + HEADER_CONFIG
     )
-    header = {
-        "cells": [{"cell_type": "markdown", "metadata": {}, "id": "h1", "source": "# Course header"}],
-        "metadata": nb["metadata"], "nbformat": 4, "nbformat_minor": 5,
-    }  # fmt: skip
-    files = {"source/header.ipynb": json.dumps(header).encode(), "source/hw1/jupyter.png": b"\x89PNG\r\n\x1a\n"}
-    answers = {"bitdiddle": TINY_ANSWERS["alice"], "hacker": TINY_ANSWERS["bob"]}
-    return make_tiny_course(root, answers, source=nb, config=HEADER_CONFIG, files=files)
+    course.nbgrader(root, "generate_assignment", "ps1", "--force")
+    shutil.copytree(USER_GUIDE / "submitted", root / "submitted")
+    for student in ("bitdiddle", "hacker"):
+        (root / "submitted" / student / "ps1" / "jupyter.png").write_bytes(PNG)
+    return root
 
 
-HEADER_CONFIG = 'c.IncludeHeaderFooter.header = "source/header.ipynb"\n'
-
-
-def test_a_user_guide_course_with_a_header_grades_the_same(tmp_path):
+def test_nbgraders_user_guide_course_grades_the_same_and_its_hand_graded_cells_do_not_stop_the_canary(tmp_path):
+    """Its answers graded by hand (a written answer, a code answer, a task) get no points from any autograder: the
+    canary judges the test cells only (3 of 3 points), lists the others, and the class is graded as by nbgrader."""
     plain = user_guide_course(tmp_path / "plain")
     mine = tmp_path / "mine"
     shutil.copytree(plain, mine)
-    course.nbgrader(plain, "autograde", "hw1")
-    class_command(mine, tmp_path / "out")
-    assert gradebook(mine) == gradebook(plain)
-    grades = gradebook(mine)["bitdiddle"]["notebooks"]["squares"]["grades"]
-    assert grades["test_image"][0] == 1.0 and "explain" in grades
-    assert export(mine) == export(plain)
+    course.nbgrader(plain, "autograde", "ps1")
+    proc = class_command(mine, tmp_path / "out", assignment="ps1")
+    by_hand = "problem1/sum_of_squares_equation, problem1/sum_of_squares_application, problem1/cell-938593c4a215c6cc"
+    assert "canary: the instructor's solutions get 3/3 here" in proc.stderr
+    assert f"graded by hand, not judged: {by_hand}, problem2/part-a, problem2/part-b" in proc.stderr
+    got = assert_same_as_plain(mine, plain, "ps1", out=tmp_path / "out")
+    assert {s: sum(g[0] or 0 for nb in got[s]["notebooks"].values() for g in nb["grades"].values()) for s in got} == {
+        "bitdiddle": 1.5,
+        "hacker": 3.0,
+    }  # as nbgrader's documentation shows (its grades.csv)
+    assert got["hacker"]["notebooks"]["problem1"]["grades"]["sum_of_squares_application"] == (None, None, None, True)
+
+
+EX2 = "02_fused_cross_entropy"
+WRITTEN = "explain_row_sums"
+
+
+def written_question_course(root: Path) -> Path:
+    """This course cut to Exercise 2, with a written question its instructor added at the end: the question, then a
+    markdown answer cell graded by hand (1 point) holding the model answer. Two hand-ins: the solution, which
+    answers it in words, and ce-without-1-over-n (3 test cells lost), which leaves it as released (nbgrader scores
+    an untouched answer cell 0 by itself)."""
+    import nbformat
+
+    c = course.new_course(root)
+    for path in (c / "source" / course.ASSIGNMENT).glob("*.ipynb"):
+        if path.stem != EX2:
+            path.unlink()
+    path = c / "source" / course.ASSIGNMENT / f"{EX2}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    ask = nbformat.v4.new_markdown_cell(
+        "## A written question (1 point)\n\nWhy does each row of `dlogits` sum to zero?"
+    )
+    answer = nbformat.v4.new_markdown_cell("The softmax of a row sums to 1, and the correct class's 1 is subtracted.")
+    answer.metadata["nbgrader"] = {
+        "grade": True, "grade_id": WRITTEN, "locked": False, "points": 1, "schema_version": 3, "solution": True,
+        "task": False,
+    }  # fmt: skip
+    nb.cells.append(ask)
+    nb.cells.append(answer)
+    nbformat.write(nb, path)
+    course.generate_release(c)
+    released = next(
+        x for x in nbformat.read(c / "release" / course.ASSIGNMENT / path.name, 4).cells if x.get("id") == answer.id
+    )
+    assert released.source == "YOUR ANSWER HERE"
+    answers = {
+        "solution": "They are probabilities minus a one-hot row: 1 - 1 = 0.",
+        "ce-without-1-over-n": released.source,
+    }
+    for s in course.demo_class():
+        if s.id in answers:
+            folder = course.make_submission(c, dataclasses.replace(s, notebooks=[EX2]))
+            handed_in = nbformat.read(folder / path.name, as_version=4)
+            next(x for x in handed_in.cells if x.get("id") == answer.id).source = answers[s.id]
+            nbformat.write(handed_in, folder / path.name)
+    return c
+
+
+def test_this_course_with_a_written_question_grades_the_same_and_the_canary_leaves_it_to_a_person(tmp_path):
+    plain = written_question_course(tmp_path / "plain")
+    mine = tmp_path / "mine"
+    shutil.copytree(plain, mine)
+    course.nbgrader(plain, "autograde", course.ASSIGNMENT)
+    proc = class_command(mine, tmp_path / "out", assignment=course.ASSIGNMENT)
+    assert "canary: the instructor's solutions get 5/5 here" in proc.stderr
+    assert f"graded by hand, not judged: {EX2}/{WRITTEN}\n" in proc.stderr
+    got = assert_same_as_plain(mine, plain, out=tmp_path / "out")
+    assert got["solution"]["notebooks"][EX2]["grades"][WRITTEN] == (None, None, None, True)  # for the formgrader
+    assert got["ce-without-1-over-n"]["notebooks"][EX2]["grades"][WRITTEN] == (0.0, None, None, False)
+    page = (tmp_path / "out" / "feedback" / "solution" / course.ASSIGNMENT / f"{EX2}.html").read_text()
+    row = re.search(rf'id="head-{WRITTEN}">(.*?)</tr>', page, re.S)
+    assert row and "graded by hand" in row.group(1), "its row in the feedback head"
 
 
 # a custom penalty plugin, importable from the course directory as nbgrader's documentation shows: a quarter of
-# the score per started day late (bob: 27.5 hours late, 2 days: half of his 1 point)
+# the score per started day late (bob: 27.5 hours late, 2 days: half of his 2 points)
 PLUGIN = b"""import math
 
 from nbgrader.plugins import LateSubmissionPlugin
@@ -214,7 +286,7 @@ class QuarterPerDay(LateSubmissionPlugin):
 @pytest.mark.parametrize(
     "config, bobs_penalty",
     [
-        ('c.AssignLatePenalties.plugin_class = "quarterpenalty.QuarterPerDay"\n', 0.5),
+        ('c.AssignLatePenalties.plugin_class = "quarterpenalty.QuarterPerDay"\n', 1.0),
         ('c.LateSubmissionPlugin.penalty_method = "none"\n', None),  # nbgrader stores no penalty
     ],
     ids=["custom-plugin", "none"],
@@ -261,14 +333,17 @@ def demo_courses(tmp_path_factory):
     return root, plain, mine
 
 
-def assert_same_as_plain(mine: Path, plain: Path) -> dict:
+def assert_same_as_plain(mine: Path, plain: Path, assignment: str = course.ASSIGNMENT, out: Path | None = None) -> dict:
     """The class command's gradebook equals plain nbgrader's, student by student (a failure names who
-    differs), and so do the exports; returns the class command's."""
-    got, want = gradebook(mine, course.ASSIGNMENT), gradebook(plain, course.ASSIGNMENT)
+    differs), and so do the exports (and the class command's grades.csv in ``out``); returns the class command's."""
+    got, want = gradebook(mine, assignment), gradebook(plain, assignment)
     assert sorted(got) == sorted(want)
     for student in sorted(want):
         assert got[student] == want[student], student
-    assert export(mine, course.ASSIGNMENT) == export(plain, course.ASSIGNMENT)
+    exported = export(plain, assignment)
+    assert export(mine, assignment) == exported
+    if out is not None:
+        assert rows(out / "grades.csv", assignment) == exported
     return got
 
 

@@ -25,6 +25,12 @@ def meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
+def is_test(cell) -> bool:
+    """A test cell, scored by the autograder (nbgrader's rule): code with points, not an answer. An answer with
+    points (a written question, markdown) is graded by hand (docs/instructors.md)."""
+    return bool(meta(cell).get("grade")) and not meta(cell).get("solution") and cell.cell_type == "code"
+
+
 def test_the_assignment_has_notebooks():
     assert "01_atomic_backprop" in NOTEBOOKS
     assert sorted(p.stem for p in RELEASE.glob("*.ipynb")) == NOTEBOOKS
@@ -45,7 +51,7 @@ def test_committed_without_outputs_and_with_clean_metadata(folder, name):
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_test_cells_follow_the_house_style(name):
-    tests = [c for c in read(SOURCE, name).cells if meta(c).get("grade") and c.cell_type == "code"]
+    tests = [c for c in read(SOURCE, name).cells if is_test(c)]
     assert tests
     for cell in tests:
         gid = meta(cell)["grade_id"]
@@ -67,9 +73,11 @@ def test_grade_ids_are_unique_across_the_assignment():
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_answer_cells_run_through_the_stub(name):
     for cell in read(RELEASE, name).cells:
-        if meta(cell).get("solution"):
+        if meta(cell).get("solution") and cell.cell_type == "code":
             assert "raise NotImplementedError()" in cell.source
             assert "raises-exception" in cell.metadata.get("tags", [])
+        elif meta(cell).get("solution"):  # a written answer: nbgrader's text stub
+            assert "YOUR ANSWER HERE" in cell.source
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -119,5 +127,5 @@ def test_release_runs_through_every_stub(name, tmp_path):
     nb = execute(read(RELEASE, name), tmp_path)
     assert streams(nb, "stderr") == []
     for cell in nb.cells:
-        if meta(cell).get("grade"):  # every test cell ran, and failed
+        if is_test(cell):  # every test cell ran, and failed
             assert [o.ename for o in cell.outputs if o.output_type == "error"], meta(cell)["grade_id"]

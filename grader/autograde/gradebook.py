@@ -26,7 +26,7 @@ class CellScore:
     max_score: float
     needs_manual_grade: bool
     auto_score: float | None = None  # the autograder's alone
-    autograded: bool = True  # a code cell (the autograder grades it); a markdown answer waits for a person
+    autograded: bool = True  # a test cell (the autograder scores it); False: a cell nbgrader leaves to a person
 
 
 def real_db(opts: Options) -> str:
@@ -69,13 +69,25 @@ def scores(db_url: str, assignment: str, students: list[str] | None = None) -> d
                     float(g.max_score),
                     bool(g.needs_manual_grade),
                     None if g.auto_score is None else float(g.auto_score),
-                    g.cell.cell_type == "code",
+                    autograded(g.cell),
                 )
                 for nb in sub.notebooks
                 for g in nb.grades
             ]
             for sub in _submissions(gb, assignment, students)
         }
+
+
+def autograded(cell) -> bool:
+    """Whether nbgrader's autograder scores this graded cell (a ``GradeCell`` or ``TaskCell`` of the gradebook), as
+    ``nbgrader.utils.determine_grade`` decides: only a test cell, a code cell with points that is not also an answer
+    cell. An answer cell with points (``grade`` and ``solution``: "Manually graded answer", code or markdown), a
+    markdown cell with points and a task are left to a person (``needs_manual_grade``)."""
+    from nbgrader.api import GradeCell
+
+    if not isinstance(cell, GradeCell) or cell.cell_type != "code":
+        return False
+    return cell.name not in {s.name for s in cell.notebook.solution_cells}
 
 
 def _grades(sub) -> dict:

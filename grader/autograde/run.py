@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..instructor.csvexport import PLUGIN
 from . import feedback, gradebook, precheck, sandbox, shards, zygote
-from .canary import canary
+from .canary import by_hand, canary
 from .ledger import Ledger
 from .options import GradingError, Options
 from .scratch import Scratch, make_template, write_config
@@ -194,7 +194,7 @@ class Session:
         checked = canary(self.opts, self.work, self.grade)
         print(
             f"canary: the instructor's solutions get {checked['score']:g}/{checked['max_score']:g} here "
-            f"({checked['seconds']:g} s)",
+            f"({checked['seconds']:g} s){by_hand(checked)}",
             file=sys.stderr,
             flush=True,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 
+from .canary import by_hand
 from .gradebook import late_submissions, real_db, scores
 from .ledger import Ledger
 from .options import Options
@@ -64,7 +65,7 @@ def summarize(
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
         "late": late_submissions(db, opts.assignment, ids),
-        "canary": canary,  # the instructor's solutions graded first: score, max_score, seconds (None: --no-canary)
+        "canary": canary,  # the solutions graded first: score, max_score, seconds, by_hand (None: --no-canary)
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "summary.md").write_text(summary_text(summary))
@@ -106,5 +107,5 @@ def _canary_line(canary: dict | None) -> str:
         return "canary: skipped (--no-canary): the instructor's solutions were not graded first"
     return (
         f"canary: the instructor's solutions got {canary['score']:g}/{canary['max_score']:g} "
-        f"before anyone was graded ({canary['seconds']:g} s)"
+        f"before anyone was graded ({canary['seconds']:g} s){by_hand(canary)}"
     )
