@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from notebook_code import run_cells
+from notebook_code import compile_cell, run_cells
 
 from grader import calibration, integrity, mode, training
 from grader.checks import ATOL
@@ -359,7 +359,7 @@ def _run_tolerant(edits):
         if cell.cell_type != "code" or meta.get("grade"):
             continue
         try:
-            exec(compile(course.SOLUTION_MARKERS.sub("", cell.source), meta.get("grade_id", "cell"), "exec"), ns)
+            exec(compile_cell(course.SOLUTION_MARKERS.sub("", cell.source), meta.get("grade_id", "cell")), ns)
         except Exception:
             pass  # as autograde goes on after an error
     return ns
