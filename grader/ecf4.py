@@ -91,6 +91,24 @@ def analyse(fn, args, case, found: dict | None = None) -> dict | None:
     return {"own": own, "wrong": wrong_steps, "found": found}
 
 
+def step_hint(case, t: str, own: dict) -> str | None:
+    """What the wrong step ``d{t}`` did, from the op (``grader.hints_ops``), given the student's own upstream."""
+    from . import fused, hints_ops
+
+    try:
+        if t == CHAIN[0]:  # the cross-entropy step: its softmax along another dimension?
+            return hints_ops.other_dim_hint(
+                fused.cross_entropy(case.Yb), case.values["logits"], own[t], fused.dims(case)
+            )
+        upstream = CHAIN[CHAIN.index(t) - 1]
+        if [op.out for op in hints_ops.uses_of(case, t)] != [upstream]:
+            return None  # used by more than one op (hprebn): the fused hints of Exercise 3 are not repeated here
+        expected = vjp(case, upstream, t, own[upstream])
+        return hints_ops.hint(case, t, own[t], expected, {upstream: own[upstream]}, case.grads)
+    except RuntimeError:
+        return None
+
+
 def charged(wrong_step: str) -> str | None:
     """The parameter whose point the mistake in ``wrong_step`` costs: the first that depends on it."""
     for t in CHAIN[CHAIN.index(wrong_step) :]:
@@ -120,6 +138,8 @@ def carried_forward(name: str, fn, args, case, result, verdict_cls, comparison, 
     summary = f"d{first} ({STEP[first]}) is wrong" + (
         f"; {_names(fine)} {'is' if len(fine) == 1 else 'are'} right given it" if fine else ""
     )
+    about = step_hint(case, first, own)
+    summary += f". About d{first}: {about.rstrip('.')}" if about else ""
     if charged(first) == name or not right_given:
         return verdict_cls(False, comparison, f"d{name} is wrong{' ' + where if where else ''}: {summary}.")
     return verdict_cls(True, comparison, f"ok: this step is right given your d{source}; {summary}", comparison.note)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import checks, ecf4, graph, guard
+from . import checks, ecf4, graph, guard, hints_ops
 from .checks import Context, Verdict, compare, report
 from .data import load_dataset
 from .functions import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
@@ -187,7 +187,8 @@ def context(name: str, case: Case) -> Context:
     named, meanings = factors(case)
     rows = case.values["C"].shape[0]
     diagnostics = (checks.repeated_index_hint(case.Xb, rows, _repeated_rows),) if name == "C" else ()
-    return Context(factors=named, meanings=meanings, diagnostics=diagnostics)
+    skipped = (lambda a, b: hints_ops.skipped_layer_hint(case, name, a, case.grads),)  # dW1 from dhpreact
+    return Context(factors=named, meanings=meanings, diagnostics=diagnostics + skipped)
 
 
 def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None, fn=None) -> Verdict:
