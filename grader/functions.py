@@ -199,16 +199,21 @@ def raised(exercise: Exercise, exc: Exception, where: str) -> str:
             f"{exercise.function} still raises NotImplementedError() (the stub): replace the stub in its answer "
             f"cell with your code and run that cell."
         )
+    return f"{text} {where}." + (" " + AUTOGRAD_CRASH if autograd_crash(exc) else "")
+
+
+AUTOGRAD_CRASH = (
+    "The grader calls it as a training step would: under torch.no_grad(), on tensors that never saw backward(). "
+    "A backward pass by hand needs neither autograd nor .grad: derive the gradient and compute it from the inputs."
+)
+
+
+def autograd_crash(exc: BaseException) -> bool:
+    """Is ``exc`` autograd's complaint that there is no graph (backward() or .grad under no_grad)?"""
     message = str(exc)
-    if isinstance(exc, RuntimeError) and (
+    return isinstance(exc, RuntimeError) and (
         "does not require grad" in message or "grad_fn" in message or "backward" in message
-    ):
-        return (
-            f"{text} {where}. The grader calls it as a training step would: under torch.no_grad(), on "
-            f"tensors that never saw backward(). A backward pass by hand needs neither autograd nor .grad: "
-            f"derive the gradient and compute it from the inputs."
-        )
-    return f"{text} {where}."
+    )
 
 
 def call(exercise: Exercise, fn, case: Case, where: str, home: Callable[[], Case]) -> tuple[object, str | None]:

@@ -23,7 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from . import checks, guard
+from . import checks, guard, hints_ops
 from .checks import Context, Verdict, compare, report
 from .functions import Exercise, Network, call, code_problem, describe_sizes, factors, failed_call, judge_answer
 from .model import Case, check_case
@@ -175,6 +175,28 @@ def _column_factors(name: str, case: Case):
     return diagnose
 
 
+def cross_entropy(Y: torch.Tensor):
+    """Exercise 2's loss as its two ops, log_softmax over the classes then the mean negative log-likelihood: the
+    same function as F.cross_entropy, written so that ``hints_ops.other_dim_hint`` sees the softmax's dim."""
+    return lambda logits: F.nll_loss(F.log_softmax(logits, 1), Y)
+
+
+def dims(case: Case) -> dict[int, str]:
+    """What each dimension of the logits is."""
+    return {0: f"the {case.n} examples of the batch", 1: f"the {case.values['logits'].shape[1]} classes"}
+
+
+def _other_dim(name: str, case: Case):
+    """Exercise 2: the softmax of the backward taken over another dimension (``hints_ops.other_dim_hint``)."""
+
+    def diagnose(a: torch.Tensor, b: torch.Tensor) -> str | None:
+        if name != "logits":
+            return None
+        return hints_ops.other_dim_hint(cross_entropy(case.Yb), case.values["logits"], a, dims(case))
+
+    return diagnose
+
+
 def context(name: str, case: Case, large: bool = False) -> Context:
     named, meanings = factors(case)
     nonfinite = ""
@@ -191,7 +213,7 @@ def context(name: str, case: Case, large: bool = False) -> Context:
         factors=named,
         meanings=meanings,
         terms=terms(name, case),
-        diagnostics=(_one_hot_place(name, case), _column_factors(name, case)),
+        diagnostics=(_one_hot_place(name, case), _column_factors(name, case), _other_dim(name, case)),
         nonfinite=nonfinite,
     )
 

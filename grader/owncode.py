@@ -51,6 +51,7 @@ class StepCheck:
     value: object = None  # what the code gave
     expected: torch.Tensor | None = None  # autograd's step
     given: dict | None = None  # the gradient that came down each op's output, by the output's name
+    known: dict | None = None  # every gradient of the run, consistent with ``given`` (hints_ops: a layer skipped)
 
 
 _step_cache: dict[tuple, StepCheck | None] = {}
@@ -165,7 +166,7 @@ def local_step(name: str, code: rerun.Code, namespace: dict) -> StepCheck | None
             )
             comparison = compare(value, expected, f"`{name}`", context)
             upstream = {o: known[o] for o in ups}
-            result = StepCheck(comparison.ok, comparison, tuple(reads), value, expected, upstream)
+            result = StepCheck(comparison.ok, comparison, tuple(reads), value, expected, upstream, dict(known))
     _step_cache[key] = result
     return result
 
@@ -406,7 +407,7 @@ def _better_hint(name: str, verdict, code: rerun.Code, namespace: dict) -> None:
         return
     from . import hints_ops
 
-    better = hints_ops.hint(_atomic().reference(), name, step.value, step.expected, step.given)
+    better = hints_ops.hint(_atomic().reference(), name, step.value, step.expected, step.given, step.known)
     if better is None and not step.comparison.hint.startswith("it is off:"):
         better = step.comparison.hint
     if better:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import checks, ecf4, graph, guard
+from . import checks, ecf4, graph, guard, hints_ops
 from .checks import Context, Verdict, compare, report
 from .data import load_dataset
 from .functions import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
@@ -187,7 +187,8 @@ def context(name: str, case: Case) -> Context:
     named, meanings = factors(case)
     rows = case.values["C"].shape[0]
     diagnostics = (checks.repeated_index_hint(case.Xb, rows, _repeated_rows),) if name == "C" else ()
-    return Context(factors=named, meanings=meanings, diagnostics=diagnostics)
+    skipped = (lambda a, b: hints_ops.skipped_layer_hint(case, name, a, case.grads),)  # dW1 from dhpreact
+    return Context(factors=named, meanings=meanings, diagnostics=diagnostics + skipped)
 
 
 def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None, fn=None) -> Verdict:
@@ -219,11 +220,48 @@ def _verdict(name: str, grads: dict, case: Case, where: str, problem: str | None
     return judge_answer(name, result, comparison, where, problem, more)
 
 
+def crashed(fn, case: Case, where: str, problem: str | None) -> dict[str, Verdict] | None:
+    """The seven verdicts for a ``fn`` that raises on ``case``, judged line by line (``grader.ecf4.after_crash``).
+
+    None when it does not raise, or cannot be judged that way (no source; autograd in it): the plain failure.
+    """
+    if problem:
+        return None
+    args = EXERCISE.arguments(case)
+    try:
+        with torch.no_grad():
+            fn(*EXERCISE.arguments(case))
+        return None
+    except NotImplementedError:
+        return None  # the stub: its own hint says what to do
+    except Exception:  # noqa: BLE001 - it raises: judge it line by line
+        pass
+    more = describe_sizes(fn) if case is not first_batch() else ""
+
+    def judge_value(name: str, value) -> Verdict:
+        grads = dict.fromkeys(PARAM_NAMES)
+        grads[name] = value
+        return _verdict(name, grads, case, where, problem, None)
+
+    found = ecf4.after_crash(fn, args, case, where, judge_value, Verdict, more)
+    if found is None:
+        return None
+    verdicts, first = found
+    if case is first_batch():
+        _crash_seen[:] = [first]
+    return verdicts
+
+
+# The first line that raised when manual_backward was last judged on the first batch: the trained model's hint.
+_crash_seen: list[str] = []
+
+
 def judge(name: str, fn, case: Case, where: str, problem: str | None = None) -> Verdict:
     """``fn`` on ``case`` under no_grad; its gradient of ``name`` against autograd's."""
     grads, error = gradients(fn, case, where)
     if grads is None:
-        return failed_call(error, problem)
+        verdicts = crashed(fn, case, where, problem)
+        return verdicts[name] if verdicts else failed_call(error, problem)
     verdict = _verdict(name, grads, case, where, problem, fn)
     if not verdict.ok and not problem:  # error carried forward inside the function (grader/ecf4.py)
         args = EXERCISE.arguments(case)
@@ -246,13 +284,19 @@ def check_first_batch(fn) -> None:
     case = first_batch()
     print(f"{FIRST_BATCH}:")
     grads, error = gradients(fn, case, "on the first batch")
-    if grads is None:
+    problem = _problem()
+    _crash_seen.clear()
+    judged = crashed(fn, case, "on the first batch", problem) if grads is None else None
+    if grads is None and judged is None:
         print(error)
         return
-    problem = _problem()
+    if judged is not None:
+        print(f"{FUNCTION} raises: {_crash_seen[0]}. Each gradient is judged line by line instead:")
     passed, verdicts = 0, {}
     for name in PARAM_NAMES:
-        verdict = verdicts[name] = _verdict(name, grads, case, "on the first batch", problem)
+        verdict = verdicts[name] = (
+            judged[name] if judged else _verdict(name, grads, case, "on the first batch", problem)
+        )
         passed += verdict.ok
         print(verdict.row(name))
         if not verdict.ok:
@@ -367,6 +411,13 @@ def judge_model(parameters, environ=None) -> ModelVerdict:
             (
                 "the parameters are still their initial values: the training cell did not run, or "
                 "stopped at its first step (an error in it, or in manual_backward)."
+                + (
+                    f" {FUNCTION} raises on the training network's first batch: {_crash_seen[0]}. The training loop"
+                    f" stops at its first step, so there is no trained network to judge: fix that line and run the"
+                    f" training cell again."
+                    if _crash_seen
+                    else ""
+                )
             ),
             _initial_losses(),
         )

@@ -4,6 +4,8 @@ The tests take the lecture's answer from source/ rather than keeping a copy of i
 mistakes by applying source/demo_class.toml's edits to it.
 """
 
+import itertools
+import linecache
 from pathlib import Path
 
 import nbformat
@@ -14,6 +16,17 @@ from grader.instructor import course
 
 SOURCE = Path(course.REPO) / "source" / course.ASSIGNMENT
 RELEASE = Path(course.REPO) / "release" / course.ASSIGNMENT
+
+
+def compile_cell(source: str, name: str):
+    """Compile a cell as IPython does: its text kept in ``linecache``, so ``inspect.getsource`` finds a function
+    defined in it (the grader reads a crashing ``manual_backward`` line by line from its source)."""
+    filename = f"<cell {name} {next(_cell_numbers)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    return compile(source, filename, "exec")
+
+
+_cell_numbers = itertools.count(1)
 
 
 def run_cells(notebook: str = "01_atomic_backprop", edits=(), base: str = "solution") -> dict:
@@ -38,7 +51,7 @@ def run_cells(notebook: str = "01_atomic_backprop", edits=(), base: str = "solut
         source = without_solution_markers(cell.source)
         cells.append(source)
         try:
-            exec(compile(source, meta.get("grade_id", "cell"), "exec"), ns)
+            exec(compile_cell(source, meta.get("grade_id", "cell")), ns)
         except Exception as exc:  # noqa: BLE001 - a student's cell that raises
             rerun.record_crash(len(cells) - 1, exc)
     ns["__cells__"] = cells

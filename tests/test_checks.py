@@ -276,3 +276,56 @@ def test_the_repeated_index_hint_names_only_an_indexed_plus_equals(true):
     everywhere = true["C"] + 1.0  # every row wrong, including characters that occur once (or never)
     assert diagnose(everywhere, true["C"]) is None
     assert diagnose(lossy.T, true["C"].T) is None  # not an embedding table's shape
+
+
+# ---------------------------------------------------------------------------------------------
+# Hints from the op (grader/hints_ops.py), on wrong local steps run on a seeded random upstream
+
+
+@pytest.fixture(scope="module")
+def dh_random():
+    return torch.randn(reference().values["h"].shape, generator=torch.Generator().manual_seed(7))
+
+
+def _tanh_hint(step, dh):
+    from grader import hints_ops
+
+    ref = reference()
+    h = ref.values["h"]
+    return hints_ops.hint(ref, "hpreact", step(h, dh), (1.0 - h**2) * dh, {"h": dh})
+
+
+def test_a_term_outside_the_product_is_a_misplaced_parenthesis(dh_random):
+    hint = _tanh_hint(lambda h, dh: 1.0 - h**2 * dh, dh_random)
+    assert hint.startswith("it is 1 + (the local derivative of `h = torch.tanh(hpreact)` - 1) * dh: the term 1")
+    hint = _tanh_hint(lambda h, dh: dh * 1.0 - h**2, dh_random)  # another grouping: said with the fitted terms
+    assert hint.startswith("it is -1 + 1*D + 1*dh, with D the local derivative") and "wrong grouping" in hint
+
+
+def test_a_derivative_taken_at_the_op_of_its_output_is_the_op_applied_twice(dh_random):
+    hint = _tanh_hint(lambda h, dh: (1.0 - torch.tanh(h) ** 2) * dh, dh_random)
+    assert "computed with torch.tanh(h) where h (the op's output) belongs: the op is applied twice" in hint
+
+
+def test_the_grouping_hint_names_nothing_for_a_right_or_scaled_step(dh_random):
+    assert _tanh_hint(lambda h, dh: (1.0 - h**2) * dh, dh_random) is None
+    from grader import hints_ops
+
+    ref = reference()
+    h = ref.values["h"]
+    assert hints_ops.grouping_hint(ref, "hpreact", 2 * (1.0 - h**2) * dh_random, {"h": dh_random}) is None
+
+
+def test_a_later_gradient_in_place_of_the_upstream_names_the_layer_skipped(true):
+    from grader import hints_ops
+
+    ref = reference()
+    embcat = ref.values["embcat"]
+    hint = hints_ops.skipped_layer_hint(ref, "W1", embcat.T @ true["hpreact"], true)
+    assert hint.startswith(
+        "it is the backward step of `hprebn = embcat @ W1 + b1` computed with dhpreact where dhprebn belongs: "
+        "it skips the BatchNorm layer between them (bnmeani, bndiff, bndiff2, bnvar, bnvar_inv, bnraw, hpreact)"
+    )
+    hint = hints_ops.skipped_layer_hint(ref, "W1", embcat.T @ true["h"], true)
+    assert "it skips the BatchNorm layer and the non-linearity between them" in hint
+    assert hints_ops.skipped_layer_hint(ref, "W1", embcat.T @ true["hprebn"], true) is None

@@ -231,6 +231,13 @@ def ce_one_hot_after_dividing(logits, Y):
     return d
 
 
+def ce_softmax_over_the_batch(logits, Y):
+    n = logits.shape[0]
+    d = F.softmax(logits, 0)  # normalised over the examples: each column sums to 1
+    d[range(n), Y] -= 1
+    return d / n
+
+
 def ce_one_hot_at_the_argmax(logits, Y):
     n = logits.shape[0]
     d = F.softmax(logits, 1)
@@ -443,6 +450,19 @@ HINTS = [
     ),
     ("hprebn", bn_without_one_over_n, "the check network", ["constant factor n (32 times", "a 1/n is missing"]),
     (
+        "logits",
+        ce_softmax_over_the_batch,
+        "the check network",
+        ["the softmax over dim 0 (the 32 examples of the batch) where dim 1 (the 27 classes) belongs"],
+    ),
+    (
+        "logits",
+        ce_softmax_over_the_batch,
+        "new shapes",
+        ["the softmax over dim 0 (the 7 examples of the batch) where dim 1 (the 13 classes) belongs"],
+    ),
+    ("logits", ce_softmax_over_the_batch, "large logits", ["the softmax over dim 0 (the 32 examples of the batch)"]),
+    (
         "hprebn",
         bn_hard_coded_width,
         "new shapes",
@@ -483,3 +503,15 @@ def test_code_that_used_autograd_is_named(monkeypatch):
 
     with pytest.raises(AssertionError, match="cross_entropy_backward comes from autograd: `def cross_entropy_backward"):
         verify("logits", cross_entropy_backward, "new shapes")
+
+
+def test_another_dimension_is_named_only_when_it_is_the_mistake():
+    """The dimension hint comes from autograd's backward with swapped saved tensors: it names no other mistake."""
+    from grader import fused, hints_ops
+
+    case = fused.check_network()
+    logits, loss = case.values["logits"], fused.cross_entropy(case.Yb)
+    for fn in (ce_without_one_hot, ce_one_hot_after_dividing, ce_one_hot_at_the_argmax):
+        assert hints_ops.other_dim_hint(loss, logits, fn(logits.clone(), case.Yb), fused.dims(case)) is None
+    right = fused.expected("logits", case)
+    assert hints_ops.other_dim_hint(loss, logits, right, fused.dims(case)) is None

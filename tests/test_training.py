@@ -4,12 +4,13 @@ The right answer comes from the source notebook's solution; the wrong ones are r
 implementations, written here or made from the solution by source/demo_class.toml's edits.
 """
 
+import functools
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-from notebook_code import run_cells
+from notebook_code import compile_cell, run_cells
 
 from grader import calibration, integrity, mode, training
 from grader.checks import ATOL
@@ -160,6 +161,26 @@ def dC_indexed_plus_equals(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, 
     )
 
 
+@functools.cache
+def lecture_with(find: str, replace: str):
+    """The source notebook's manual_backward with one line changed (its text kept, as IPython keeps a cell's)."""
+    import nbformat
+    from notebook_code import SOURCE
+
+    nb = nbformat.read(SOURCE / f"{NOTEBOOK}.ipynb", as_version=4)
+    source = course.solutions(nb)["answer_manual_backward"]
+    assert find in source
+    ns = {"torch": torch, "F": F}
+    exec(compile_cell(source.replace(find, replace), "answer_manual_backward"), ns)
+    return ns["manual_backward"]
+
+
+# Wrong lines in the lecture's function itself (a wrapper would hide its locals from grader.ecf4's chain)
+SKIPS_BATCHNORM = ("dW1 = embcat.T @ dhprebn", "dW1 = embcat.T @ dhpreact")
+TANH_PARENTHESIS = ("dhpreact = (1.0 - h**2) * dh", "dhpreact = 1.0 - h**2 * dh")
+SOFTMAX_OVER_THE_BATCH = ("dlogits = F.softmax(logits, 1)", "dlogits = F.softmax(logits, 0)")
+
+
 def hard_coded_vocab(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, W1, Xb, C):
     grads = list(_solution()(logits, Yb, h, W2, bnraw, bngain, bnvar_inv, embcat, W1, Xb, C))
     grads[4] = grads[4].view(27)
@@ -227,6 +248,24 @@ HINTS = [
     ),
     ("dW2", lambda s: returns_in_lecture_order_of_backward, ["It is the gradient of W1", "in this order"]),
     ("dC", lambda s: calls_backward, ["under torch.no_grad(), on tensors that never saw backward()"]),
+    (
+        "dW1",
+        lambda s: lecture_with(*SKIPS_BATCHNORM),
+        [
+            "computed with dhpreact where dhprebn belongs: it skips the BatchNorm layer between them (bnmeani,",
+            "It is the first wrong one of",
+        ],
+    ),
+    (
+        "dbngain",
+        lambda s: lecture_with(*TANH_PARENTHESIS),
+        ["dhpreact (the tanh step) is wrong", "the term 1 of the local derivative is not multiplied by dh"],
+    ),
+    (
+        "dW2",
+        lambda s: lecture_with(*SOFTMAX_OVER_THE_BATCH),
+        ["dlogits (the cross-entropy step) is wrong", "the softmax over dim 0 (the 32 examples of the batch)"],
+    ),
 ]
 
 
@@ -359,7 +398,7 @@ def _run_tolerant(edits):
         if cell.cell_type != "code" or meta.get("grade"):
             continue
         try:
-            exec(compile(course.SOLUTION_MARKERS.sub("", cell.source), meta.get("grade_id", "cell"), "exec"), ns)
+            exec(compile_cell(course.SOLUTION_MARKERS.sub("", cell.source), meta.get("grade_id", "cell")), ns)
         except Exception:
             pass  # as autograde goes on after an error
     return ns
