@@ -26,6 +26,9 @@ op(s) of the forward pass that use ``name``, try what the op's structure offers,
 * **one path of a tensor used twice** off by a named factor or missing (``checks.terms_hint``, with
   the paths autograd finds, used by the caller).
 
+It is long because each kind of mistake is its own small experiment on the op, and they share the one
+way of running the op's backward with something changed.
+
 No formula is written here: every candidate is autograd's backward of the op, with one of its
 inputs, saved tensors, upstream gradient or dimensions changed, or the expected step times one of the
 op's own tensors, or a fit of the answer to the terms autograd gives.
