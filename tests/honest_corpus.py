@@ -710,8 +710,9 @@ FLOAT_NAMES = set(ORDER) | {f"d{name}" for name in ORDER}  # Exercise 1's float 
 
 
 def defined(text: str) -> list[str]:
-    """The gradients an Exercise 1 answer cell defines, from its first line (``# define dh, dW2, db2``)."""
-    return [name.strip() for name in text.split("\n", 1)[0].removeprefix("# define ").split(",")]
+    """The gradients an Exercise 1 answer cell defines, from its ``# define dh, dW2, db2`` line."""
+    line = next(line for line in text.split("\n") if line.startswith("# define "))
+    return [name.strip() for name in line.removeprefix("# define ").split(",")]
 
 
 def _statement_starts(lines: list[str]) -> list[int]:
@@ -1020,7 +1021,9 @@ def exercise1(b: Builder, rng: random.Random) -> None:
         for rule, decorations in EX1_DECORATIONS.items():
             for decorate in decorations:
                 b.add(EX1, [rule], {cell: decorate(_original(EX1, cell))})
-        b.add(EX1, ["split"], {}, [split_layout(cell, _original(EX1, cell))])
+        split = split_layout(cell, _original(EX1, cell))
+        if split:  # (the tanh cell is one statement)
+            b.add(EX1, ["split"], {}, [split])
         b.add(EX1, ["spread"], {}, [("after", cell, cmps(_original(EX1, cell)).split("\n", 1)[1])])
     # 3. the issue's own example: the debug line with a typo at the end of the last answer cell
     b.add(EX1, ["typo"], {"answer_embedding": _original(EX1, "answer_embedding") + "\nprint(dC.shap)"})
