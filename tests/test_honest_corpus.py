@@ -2,18 +2,19 @@
 
 Two paths grade the corpus:
 
-* in process (every variant): each notebook's code cells run in one IPython shell, as the kernel runs
-  them under ``nbgrader autograde``: the test cells with their hidden tests (nbgrader puts them back),
-  the kernel's input history and crash hook in place (the checkers read them), magics transformed by
-  IPython itself. A test cell fails when it raises or writes to stderr (nbgrader scores either 0).
-  The answer language (``grader.answers.check_notebook``, which decides what ``HoldForReview`` holds)
-  must flag nothing. Two shortcuts keep it fast, both sound for grading: the cells before the first
-  answer cell are locked and the same in every variant, so they run once per notebook and each variant
-  starts from a copy of their namespace; and the locked cells that only show something and are not
-  graded (``SHOW_ONLY``: Exercise 1's stage checks and table, the pictures, Exercise 4's evaluation
-  and samples) do not run: no test cell reads what they leave (Exercise 1's test cells record every
-  gradient again, upstream first, before error carried forward reads it; ``test_trained_model``
-  judges the parameters).
+* in process (every variant), after checking that the variant is right by autograd on its own
+  (``wrong_by_autograd``: the corpus must hold honest answers only): each notebook's code cells run in one
+  IPython shell, as the kernel runs them under ``nbgrader autograde``: the test cells with their hidden
+  tests (nbgrader puts them back), the kernel's input history and crash hook in place (the checkers read
+  them), magics transformed by IPython itself. A test cell fails when it raises or writes to stderr
+  (nbgrader scores either 0). The answer language (``grader.answers.check_notebook``, which decides what
+  ``HoldForReview`` holds) must flag nothing. Two shortcuts keep it fast, both sound for grading: the cells
+  before the first answer cell are locked and the same in every variant, so they run once per notebook and
+  each variant starts from a copy of their namespace; and the locked cells that only show something and are
+  not graded (``SHOW_ONLY``: Exercise 1's stage checks and table, the pictures, Exercise 4's evaluation and
+  samples) do not run: no test cell reads what they leave (Exercise 1's test cells record every gradient
+  again, upstream first, before error carried forward reads it; ``test_trained_model`` judges the
+  parameters).
 * through plain ``nbgrader autograde`` (a deterministic sample, ``slow``): a fresh course, one student
   per sampled variant handing in only the notebook it changes, one autograde run for them all.
 """
@@ -29,11 +30,14 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+import torch.nn.functional as F
 from honest_corpus import NOTEBOOKS, Variant, corpus, source
 
-from grader import answers, atomic, ipython, rerun
+from grader import answers, atomic, ipython, rerun, training
 from grader.cells import grade_id, nbgrader_meta
+from grader.functions import Network
 from grader.instructor import course
+from grader.model import check_case
 
 CORPUS = corpus()
 # the locked cells that are not graded and that no test cell depends on (see the module's text)
@@ -84,7 +88,8 @@ class Kernel:
         rerun.install()  # the crash hook and the NameError hint, as `import grader` installs them in a kernel
         ipython.install()
         self.own = set(self.shell.user_ns)  # IPython's names (In, Out, get_ipython...)
-        self.prefixes: dict[str, tuple] = {}
+        self.prefixes: dict[str, tuple] = {}  # by notebook: what its prefix left (see ``start``)
+        self.memo: dict[str, object] = {}  # what a check computes once per kernel
 
     def run(self, text: str) -> str | None:
         """Run one cell; its error (or its stderr: nbgrader scores a test cell with any stderr 0), or None."""
@@ -189,6 +194,112 @@ def grade(kernel: Kernel, variant: Variant) -> Outcome:
     return outcome
 
 
+# ---------------------------------------------------------------------------------------------
+# Is the variant right? Autograd on the notebook's own forward pass, never the grader's judges: a variant
+# that fails here is a mistake of the corpus; one that passes here and fails the grader, of the grader.
+
+
+def close(answer, truth: torch.Tensor) -> bool:
+    """``answer`` is ``truth`` up to float rounding (size-1 dimensions aside, as Exercise 1 allows)."""
+    if not isinstance(answer, torch.Tensor) or answer.squeeze().shape != truth.squeeze().shape:
+        return False
+    a, b = answer.detach().double().reshape(truth.shape), truth.double()
+    return ((a - b).norm() / (a.norm() + b.norm() + 1e-30)).item() < 1e-5 or (a - b).abs().max().item() < 1e-7
+
+
+@torch.enable_grad()
+def lecture_gradients(names: dict) -> dict[str, torch.Tensor]:
+    """Exercise 1: the lecture's own check, ``loss.backward()`` on its forward cell, every tensor retained
+    (on a copy of ``names``, what the locked cells before the first answer cell left)."""
+    ns = fork(names)
+    for p in ns["parameters"]:
+        p.requires_grad_()
+    forward = next(c.source for c in source(NOTEBOOKS[0]).cells if grade_id(c) == "forward")
+    exec(compile(forward, "forward", "exec"), ns)
+    for name in atomic.ORDER:
+        ns[name].retain_grad()
+    ns["loss"].backward()
+    return {name: ns[name].grad for name in atomic.ORDER}
+
+
+@torch.enable_grad()
+def cross_entropy_gradient(logits: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    logits = logits.detach().clone().requires_grad_()
+    F.cross_entropy(logits, Y).backward()
+    return logits.grad
+
+
+@torch.enable_grad()
+def batchnorm_gradient(case) -> torch.Tensor:
+    v = case.values
+    x = v["hprebn"].detach().clone().requires_grad_()
+    out = v["bngain"] * (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, keepdim=True) + 1e-5) + v["bnbias"]
+    out.backward(case.grads["hpreact"])
+    return x.grad
+
+
+@torch.enable_grad()
+def training_gradients(case) -> list[torch.Tensor]:
+    p = [case.values[k].detach().clone().requires_grad_() for k in ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")]
+    C, W1, b1, W2, b2, bngain, bnbias = p
+    hprebn = C[case.Xb].view(case.Xb.shape[0], -1) @ W1 + b1
+    bnraw = (hprebn - hprebn.mean(0, keepdim=True)) / torch.sqrt(hprebn.var(0, keepdim=True) + 1e-5)
+    F.cross_entropy(torch.tanh(bngain * bnraw + bnbias) @ W2 + b2, case.Yb).backward()
+    return [t.grad for t in p]
+
+
+# networks for the functions of Exercises 2 and 3: odd and tiny batches, other widths, float64, large logits
+NETWORKS = {
+    NOTEBOOKS[1]: [Network(31, batch_size=7, vocab_size=13), Network(32, batch_size=2, vocab_size=5)]
+    + [Network(33, batch_size=9, max_logit=120.0)],
+    NOTEBOOKS[2]: [Network(41, batch_size=7, n_hidden=20), Network(42, batch_size=2, dtype=torch.float64)],
+}
+
+
+@functools.cache
+def networks(notebook: str) -> list:
+    return [check_case()] + [net.case() for net in NETWORKS[notebook]]
+
+
+def wrong_by_autograd(kernel: Kernel, variant: Variant) -> list[str]:
+    """What the variant gets wrong by autograd (empty: it is right), read from the kernel it ran in; its
+    functions are called under no_grad, as the grader calls them, the truth is computed with grad on."""
+    ns, notebook = kernel.shell.user_ns, variant.notebook
+    if notebook == NOTEBOOKS[0]:
+        if "lecture" not in kernel.memo:
+            kernel.memo["lecture"] = lecture_gradients(kernel.prefixes[notebook][1])
+        truth = kernel.memo["lecture"]
+        return [f"d{k}" for k, t in truth.items() if not close(ns.get(f"d{k}"), t)]
+    with torch.no_grad():
+        if notebook == NOTEBOOKS[1]:
+            fn = ns["cross_entropy_backward"]
+            cases = networks(notebook)
+            return [
+                f"batch {len(c.Yb)}"
+                for c in cases
+                if not close(
+                    fn(c.values["logits"].clone(), c.Yb.clone()), cross_entropy_gradient(c.values["logits"], c.Yb)
+                )
+            ]
+        if notebook == NOTEBOOKS[2]:
+            fn = ns["batchnorm_backward"]
+            wrong = []
+            for c in networks(notebook):
+                args = [c.grads["hpreact"], c.values["bnraw"], c.values["bngain"], c.values["bnvar_inv"]]
+                out = fn(*[a.clone() for a in args])
+                if not close(out, batchnorm_gradient(c)) or out.dtype != c.values["hprebn"].dtype:
+                    wrong.append(f"batch {len(c.Yb)} {c.values['hprebn'].dtype}")
+            return wrong
+        case = training.first_batch()
+        out = ns["manual_backward"](*training.EXERCISE.arguments(case))
+        truth = training_gradients(case)
+        return [
+            f"d{k}"
+            for k, o, t in zip(training.PARAM_NAMES, out, truth, strict=True)
+            if o.shape != t.shape or not close(o, t)
+        ]
+
+
 @pytest.fixture(scope="module")
 def kernel():
     k = Kernel()
@@ -206,6 +317,7 @@ def test_the_corpus_is_large_and_covers_every_notebook():
 @pytest.mark.parametrize("variant", CORPUS, ids=[v.id for v in CORPUS])
 def test_an_honest_answer_passes_every_check_unflagged(kernel, variant):
     outcome = grade(kernel, variant)
+    assert wrong_by_autograd(kernel, variant) == [], "the corpus is wrong: this variant is not an honest answer"
     assert not outcome.failures and not outcome.flags, f"{variant.id} ({', '.join(variant.rules)}):\n{outcome}"
 
 
