@@ -958,8 +958,6 @@ class Builder:
         self.seen: set = set()
 
     def add(self, notebook: str, rules, cells: dict[str, str], layout=()) -> None:
-        solutions = answer_cells(notebook) if notebook not in _ANSWERS else _ANSWERS[notebook]
-        _ANSWERS[notebook] = solutions
         edits = tuple(
             {"notebook": notebook, "cell": cell, "find": _original(notebook, cell), "replace": text}
             for cell, text in sorted(cells.items())
@@ -976,19 +974,12 @@ class Builder:
         self.variants.append(Variant(vid, notebook, rules, edits, tuple(layout)))
 
 
-_ANSWERS: dict[str, dict[str, str]] = {}
-_TRAIN: dict[str, str] = {}
-
-
+@functools.cache
 def _original(notebook: str, cell: str) -> str:
     """The solved text of an answer cell, or of the training loop (Exercise 4's cell ``train``)."""
     if cell == "train":
-        if not _TRAIN:
-            _TRAIN["train"] = next(c.source for c in solved(EX4).cells if c.get("id") == "train")
-        return _TRAIN["train"]
-    if notebook not in _ANSWERS:
-        _ANSWERS[notebook] = answer_cells(notebook)
-    return _ANSWERS[notebook][cell]
+        return next(c.source for c in solved(EX4).cells if c.get("id") == "train")
+    return answer_cells(notebook)[cell]
 
 
 def apply_forms(text: str, forms) -> tuple[str, list[str]]:
