@@ -274,6 +274,12 @@ def networks(notebook: str) -> list:
 def wrong_by_autograd(kernel: Kernel, variant: Variant) -> list[str]:
     """What the variant gets wrong by autograd (empty: it is right), read from the kernel it ran in; its
     functions are called under no_grad, as the grader calls them, the truth is computed with grad on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the grading run has shown them already
+        return _wrong_by_autograd(kernel, variant)
+
+
+def _wrong_by_autograd(kernel: Kernel, variant: Variant) -> list[str]:
     ns, notebook = kernel.shell.user_ns, variant.notebook
     if notebook == NOTEBOOKS[0]:
         if "lecture" not in kernel.memo:
