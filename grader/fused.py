@@ -23,7 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from . import checks, guard, hints_ops
+from . import checks, guard, hints_ops, ipython
 from .checks import Context, Verdict, compare, report
 from .functions import Exercise, Network, call, code_problem, describe_sizes, factors, failed_call, judge_answer
 from .model import Case, check_case
@@ -309,4 +309,5 @@ def verify(s: str, fn, suite: str) -> None:
             raise AssertionError(verdict.message)
 
 
+ipython.install()  # warnings on stdout: a warning is no mistake, on stderr it would zero a test cell
 guard.snapshot()  # what the checks rely on, before any answer cell runs (grader/guard.py)

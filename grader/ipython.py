@@ -1,12 +1,14 @@
-"""Notebook niceties that depend on the IPython kernel: a hint for answers that are not there yet, a progress bar.
+"""Notebook niceties that depend on the IPython kernel: a hint for answers that are not there yet, a progress bar,
+warnings shown on stdout.
 
-``progress`` never writes to stderr: nbgrader scores a test cell 0 for any stderr output.
+``progress`` and ``warnings_on_stdout`` keep stderr empty: nbgrader scores a test cell 0 for any stderr output.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from .mode import PROGRESS_ENV, grading_mode
 
@@ -40,7 +42,8 @@ def _handler(shell, etype, value, tb, tb_offset=None):
 
 
 def install() -> None:
-    """Show the stub hint under every NameError for a registered name, in this IPython kernel."""
+    """In this IPython kernel: the stub hint under every NameError for a registered name, and warnings on
+    stdout (``warnings_on_stdout``)."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
@@ -48,6 +51,7 @@ def install() -> None:
     shell = get_ipython()
     if shell is not None and NameError not in shell.custom_exceptions:
         shell.set_custom_exc((NameError,), _handler)
+    warnings_on_stdout()
 
 
 def in_kernel() -> bool:
@@ -58,6 +62,22 @@ def in_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and hasattr(shell, "kernel")
+
+
+def _show_on_stdout(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def warnings_on_stdout() -> None:
+    """In a kernel, show Python's warnings on stdout. A warning is no mistake (`F.softmax(logits)` without
+    `dim` warns, and is right), but on stderr it would zero the test cell that runs the student's code
+    (nbgrader scores any stderr 0); the student still reads it under the cell. In any IPython shell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    if get_ipython() is not None:
+        warnings.showwarning = _show_on_stdout
 
 
 def progress(steps):

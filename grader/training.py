@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import checks, ecf4, graph, guard, hints_ops
+from . import checks, ecf4, graph, guard, hints_ops, ipython
 from .checks import Context, Verdict, compare, report
 from .data import load_dataset
 from .functions import Exercise, Network, code_problem, describe_sizes, factors, failed_call, judge_answer
@@ -468,4 +468,5 @@ def verify_model(parameters) -> None:
         raise AssertionError(verdict.message)
 
 
+ipython.install()  # warnings on stdout: a warning is no mistake, on stderr it would zero a test cell
 guard.snapshot()  # what the checks rely on, before any answer cell runs (grader/guard.py)

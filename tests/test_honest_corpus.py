@@ -194,6 +194,7 @@ def grade(kernel: Kernel, variant: Variant) -> Outcome:
         # as in a fresh kernel: a warning shows once per place, on stderr (under pytest it would be recorded)
         warnings.simplefilter("default")
         warnings.showwarning = _to_stderr
+        ipython.warnings_on_stdout()  # then what the setup cell's `import grader...` does in a kernel
         for cell in code[len(prefix) :]:
             gid = grade_id(cell)
             if gid in SHOW_ONLY:
