@@ -250,6 +250,7 @@ class _Checker(ast.NodeVisitor):
         self.holds = False  # a reason that could change the checking code, not only the values it computes
         self.seen: set[str] = set()
         self.bound: set[str] = set()
+        self.templates: set[str] = set()  # names bound to a string literal (a format template), in code order
         self.ok_names: set[int] = set()  # ids of Name nodes already judged (cmp calls, grader chains)
 
     def flag(self, why: str, node: ast.AST | None = None, holds: bool = True) -> None:
@@ -321,7 +322,10 @@ class _Checker(ast.NodeVisitor):
             else:
                 what = "deletes" if isinstance(node.ctx, ast.Del) else "assigns"
                 self.flag(f"{what} an attribute (`{chain or '...' + '.' + attr}`): patches an object or module", node)
-        if attr in ("format", "format_map") and not isinstance(node.value, ast.Constant):
+        constant = isinstance(node.value, ast.Constant) or (
+            isinstance(node.value, ast.Name) and node.value.id in self.templates  # `msg = "..."`, then msg.format
+        )
+        if attr in ("format", "format_map") and not constant:
             self.flag(f"formats with a format string made at run time (`.{attr}` can read attributes)", node)
         why = denied_attr(attr)
         if why:
@@ -376,6 +380,14 @@ class _Checker(ast.NodeVisitor):
             self.flag(why, node, holds=inner.holds)
 
     # -- statements -------------------------------------------------------------------------
+    def visit_Assign(self, node: ast.Assign) -> None:
+        # a name bound to a string literal is a template whose fields visit_Constant checks; rebound otherwise
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                literal = isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+                (self.templates.add if literal else self.templates.discard)(target.id)
+        self.generic_visit(node)
+
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self._binds(node.name, node=node)
         self.generic_visit(node)

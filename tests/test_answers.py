@@ -132,6 +132,7 @@ REAL = [
     "%whos",
     "time dh = dlogits @ W2.T",
     "display(dC.shape)",
+    "msg = 'step {:6d}: loss {:.4f}'\nprint(msg.format(7, 2.5))",
     "x = copy = dC.clone()\nL = [1, 2]\nM = L.copy()",
 ]
 
@@ -242,6 +243,7 @@ CHEAT_FORMS = {
     "x = torch.zeros(3, **{'requires_' + 'grad': True})": "`**`",
     "print(('{0' + '.x}').format(cmp))": "format string made at run time",
     "print(str.format('{0' + '.x}', cmp))": "format string made at run time",
+    "msg = '{0.x}'\nmsg = msg + '{0.__globals__}'\nprint(msg.format(cmp))": "format string made at run time",
     # the deny-list's other kinds: global settings, hooks, the standard library through torch, frames
     "torch.set_default_dtype(torch.float64)": "global settings",
     "torch.nn.modules.module.register_module_forward_hook(print)": "registers a hook",
