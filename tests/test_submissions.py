@@ -1,8 +1,11 @@
 """Finding a class's submissions (grader/autograde/submissions.py): layouts, zips, digests, shards. Fast."""
 
+import os
+import re
 import zipfile
 
 import nbformat
+import pytest
 
 from grader.autograde.options import Options
 from grader.autograde.submissions import STUDENT_ID, digest, discover, in_shard, safe_key, unzip
@@ -84,9 +87,54 @@ def test_an_odd_folder_name_is_graded_under_a_safe_key(tmp_path):
     assert students["ok"].key == "ok" and students["ok"].problems == []
     for odd in ("Jane Doe", ".dotted"):
         key = students[odd].key
-        assert key == safe_key(odd) and STUDENT_ID.match(key) and key != odd
+        assert key == safe_key(odd) and re.fullmatch(r"[A-Za-z0-9_.@+-]+~[0-9a-f]{8}", key) and key != odd
+        assert not STUDENT_ID.match(key)  # a safe key is never a plain id: no plain id can take its folder
         assert f"graded as {key}" in students[odd].problems[0]
-    assert safe_key("Jane Doe") != safe_key("Jane_Doe") and safe_key("josé").startswith("jose-")
+    assert safe_key("Jane Doe") != safe_key("Jane_Doe") and safe_key("josé").startswith("jose~")
+
+
+def test_two_ids_never_share_a_key_even_when_one_is_the_others_safe_key(tmp_path):
+    twin = safe_key("Jane Doe")
+    root = nbgrader_layout(tmp_path / "submitted", {"Jane Doe": [NB], twin.replace("~", "-"): [NB]})
+    students = discover(options(root, tmp_path), tmp_path / "work")
+    assert len({s.key for s in students}) == 2
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("x" * 252, "252 characters long"),
+        ("ann\n", "white space"),
+        (" ann", "white space"),
+        ("ann\u202egpj.exe", "U+202E"),
+        ("a\u200bnn", "U+200B"),
+        ("an\x07n", "U+0007"),
+    ],
+)
+def test_an_id_that_breaks_the_rule_is_reported_and_skipped_and_the_class_goes_on(tmp_path, capsys, bad, why):
+    root = nbgrader_layout(tmp_path / "submitted", {"ok": [NB], bad: [NB]})
+    students = discover(options(root, tmp_path), tmp_path / "work")
+    assert [s.id for s in students] == ["ok"]
+    err = capsys.readouterr().err
+    assert "not a usable student id" in err and why in err
+
+
+def test_only_regular_files_are_read_links_fifos_and_garbage_timestamps_are_reported(tmp_path):
+    root = nbgrader_layout(tmp_path / "submitted", {"ann": [], "bob": [NB]})
+    folder = root / "ann" / course.ASSIGNMENT
+    secret = tmp_path / "solutions.ipynb"
+    nbformat.write(release_nb(NB), secret)
+    (folder / f"{NB}.ipynb").symlink_to(secret)
+    os.link(secret, folder / "02_fused_cross_entropy.ipynb")
+    os.mkfifo(folder / "03_fused_batchnorm.ipynb")  # reading it would block the class
+    (root / "bob" / course.ASSIGNMENT / "timestamp.txt").write_text("next tuesday, probably")
+    students = {s.id: s for s in discover(options(root, tmp_path), tmp_path / "work")}
+    ann, bob = students["ann"], students["bob"]
+    assert ann.files == {} and ann.raw == []
+    problems = " | ".join(ann.problems)
+    assert "symbolic link" in problems and "hard link" in problems and "not a regular file" in problems
+    assert set(bob.files) == {NB} and bob.timestamp is None
+    assert any("timestamp.txt is not a time" in p for p in bob.problems)
 
 
 def test_the_digest_changes_with_any_file_or_the_timestamp(tmp_path):
