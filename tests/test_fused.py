@@ -26,13 +26,13 @@ def graded_cells(notebook: str) -> list:
     return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
 
 
-def grade(notebook: str, edits=(), monkeypatch=None) -> dict[str, str | None]:
+def grade(notebook: str, edits=(), monkeypatch=None, base: str = "solution") -> dict[str, str | None]:
     """Run the notebook's code, then each test cell with its hidden part, as autograde does.
 
     Returns each test cell's failure (exception type and message) or None. The kernel's input history,
     which the integrity check reads, is the cells that ran.
     """
-    ns = run_cells(notebook, edits)
+    ns = run_cells(notebook, edits, base=base)
     history = list(ns["__cells__"])
     monkeypatch.setattr(integrity, "kernel_history", lambda: history)
     out = {}
@@ -76,7 +76,7 @@ def test_the_solution_is_close_to_autograd_on_every_hidden_network(name, solutio
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
 def test_each_known_mistake_costs_exactly_its_points_with_its_hint(s, monkeypatch):
     notebook = next(e["notebook"] for e in s.edits)
-    results = grade(notebook, s.edits, monkeypatch)
+    results = grade(notebook, s.edits, monkeypatch, base=s.base)
     assert {cell for cell, failure in results.items() if failure} == set(s.loses)
     for cell, hint in s.loses.items():
         assert hint in results[cell], results[cell]
