@@ -378,11 +378,9 @@ def _aliasing(name: str, code: rerun.Code, namespace: dict, history, shared: dic
     # what later gradients were computed from is the notebook's value: error carried forward starts there
     atomic._remember(name, namespace.get(target), ref.grads[name], record, roots=(name,))
     first = involved[0]
-    makers = [
-        f"`{m[1]}`"
-        for other in shared[first]
-        if (m := _made_alias(other, code_of(other[1:], history, namespace) or code, shared)) is not None
-    ]
+    # the statement that made the alias, from the other gradient's own code (none named when it cannot be read)
+    partners = [(other, code_of(other[1:], history, namespace)) for other in shared[first]]
+    makers = [f"`{m[1]}`" for other, theirs in partners if theirs and (m := _made_alias(other, theirs, shared))]
     verdict.ok = True
     verdict.message = (
         f"ok: your code for {target} is right; its value in your notebook is not what it computed, because "
