@@ -31,11 +31,14 @@ demo: $(VENV)/.installed
 # sanitize file masks what depends on the run's length, and says so.
 # The strict session runs twice, with torch on 1 thread and on 2: a key whose text depended on the
 # thread count (float32 sums in another order) would fail one of them.
+# Each session prints its 25 slowest tests and writes a JUnit XML report to build/ (where CI's time goes:
+# docs/maintainers.md keeps the table).
 STRICT := -o addopts=-ra --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg notebooks
+REPORT  = --durations=25 --junitxml=build/junit-$(1).xml
 test: $(VENV)/.installed lint
-	$(BIN)/python -m pytest
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(STRICT)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(STRICT)
+	$(BIN)/python -m pytest $(call REPORT,tests)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(STRICT) $(call REPORT,keys-1-thread)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(STRICT) $(call REPORT,keys-2-threads)
 
 # the quick loop while developing: the tests not marked slow (no nbgrader run, sandbox, browser or training)
 test-fast: $(VENV)/.installed lint

@@ -314,6 +314,8 @@ def test_a_second_run_changes_nothing(graded, scores):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert summary["graded_now"] == 0 and summary["skipped_already_graded"] == len(STUDENTS)
+    assert summary["canary"] == {"skipped": "nobody is left to grade"}  # no solutions graded for nobody
+    assert "canary: skipped (nobody is left to grade)" in proc.stdout
     again = course.scores(c)
     assert {k: sorted((x.cell, x.score) for x in v) for k, v in again.items()} == {
         k: sorted((x.cell, x.score) for x in v) for k, v in scores.items()

@@ -1,8 +1,8 @@
 """The class command's run: every student of the class graded, N at once, merged one at a time.
 
-``run`` takes the output folder (one run per folder: ``out_lock``; a full or unwritable one ends with
-one message), finds the submissions, grades the instructor's solutions first (``canary``), skips the
-students the ledger says are done, grades the rest in a pool of threads (``grade_one``: prechecks, a
+``run`` takes the output folder (``_started``: one run per folder, a full or unwritable one ends with
+one message), finds the submissions, skips the students the ledger says are done, grades the instructor's
+solutions first (``canary``; not when nobody is left to grade), grades the rest in a pool of threads (``grade_one``: prechecks, a
 scratch course, a grading process of its own), and, in this thread only, one student at a time,
 collects its feedback, merges its grades into the real gradebook and records it in the ledger; then
 exports grades.csv and writes the summary. ``Session`` is what a run sets up once and its per-student
@@ -108,6 +108,16 @@ def _check(opts: Options) -> None:
 
 def run(opts: Options) -> dict:
     """Grade the class; return the summary (also written to ``--out``)."""
+    with _started(opts):
+        return _grade_class(opts)
+
+
+@contextmanager
+def _started(opts: Options):
+    """A run's start-up, the class command's and the grade-on-submit service's alike: resolve the paths,
+    refuse what cannot be graded (``_check``), make ``--out`` (the shard's own with K > 1), check it takes
+    ``ROOM`` bytes and lock it (``out_lock``). An OSError while the block runs (a full disk, a read-only or
+    vanished ``--out``) ends in one message."""
     opts.course, opts.submissions, opts.out = (p.resolve() for p in (opts.course, opts.submissions, opts.out))
     _check(opts)
     opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
@@ -116,7 +126,7 @@ def run(opts: Options) -> dict:
         _check_writable(opts.out)
         with out_lock(opts):
             try:
-                return _grade_class(opts)
+                yield
             except GradingError:
                 _check_writable(opts.out)  # nbgrader's own message for a full disk misleads ("upgrade the db")
                 raise
@@ -253,12 +263,8 @@ class Session:
 
 @contextmanager
 def session(opts: Options):
-    """A ``Session`` kept open, its output folder locked (``out_lock``), while the block runs."""
-    opts.course, opts.submissions, opts.out = (p.resolve() for p in (opts.course, opts.submissions, opts.out))
-    _check(opts)
-    opts.out = shards.task_out(opts.out, opts.shard)  # with K > 1: OUT/shards/I-of-K/ (grader/autograde/shards.py)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    with out_lock(opts):
+    """A ``Session`` kept open, its output folder locked (``_started``), while the block runs."""
+    with _started(opts):
         open_session = Session(opts, shards.work_dir(opts.out, opts.shard))
         try:
             yield open_session
@@ -272,11 +278,24 @@ def _grade_class(opts: Options) -> dict:
     if not students and (opts.shard[1] == 1 or not discover(dataclasses.replace(opts, shard=(1, 1)), work)):
         raise GradingError(f"{opts.submissions}: no submissions found")  # (a shard of a class may have none)
     session = Session(opts, work)
-    checked = session.canary() if opts.canary else None  # before anyone is graded
-    in_gradebook = set(gradebook.scores(session.db, opts.assignment, [s.id for s in students]))
-    todo, skipped = [], []
-    for s in students:
-        (skipped if session.is_done(s, in_gradebook) else todo).append(s)
+    try:
+        in_gradebook = set(gradebook.scores(session.db, opts.assignment, [s.id for s in students]))
+        todo, skipped = [], []
+        for s in students:
+            (skipped if session.is_done(s, in_gradebook) else todo).append(s)
+        checked = None
+        if opts.canary and todo:  # before anyone is graded; with nobody left to grade there is nothing to guard
+            checked = session.canary()
+        elif opts.canary:
+            checked = {"skipped": "nobody is left to grade"}
+        return _grade(session, students, todo, skipped, checked)
+    finally:
+        session.close()
+
+
+def _grade(session: Session, students: list[Student], todo: list[Student], skipped: list[Student], checked) -> dict:
+    """Grade ``todo`` in a pool of ``--workers`` threads, recording each in this thread; export; summarize."""
+    opts = session.opts
     bar = None
     if opts.progress:
         from tqdm import tqdm
@@ -298,9 +317,7 @@ def _grade_class(opts: Options) -> dict:
         bar.close()
     seconds = time.monotonic() - start
     export(session)
-    summary = summarize(opts, students, session.ledger, len(todo), len(skipped), seconds, checked)
-    session.close()
-    return summary
+    return summarize(opts, students, session.ledger, len(todo), len(skipped), seconds, checked)
 
 
 def export(session: Session) -> None:

@@ -65,7 +65,7 @@ def summarize(
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
         "late": late_submissions(db, opts.assignment, ids),
-        "canary": canary,  # the solutions graded first: score, max_score, seconds, by_hand (None: --no-canary)
+        "canary": canary,  # the solutions graded first: score, max_score, seconds, by_hand (None: --no-canary; {skipped: why})
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "summary.md").write_text(summary_text(summary))
@@ -105,6 +105,8 @@ def summary_text(summary: dict) -> str:
 def _canary_line(canary: dict | None) -> str:
     if canary is None:
         return "canary: skipped (--no-canary): the instructor's solutions were not graded first"
+    if "skipped" in canary:
+        return f"canary: skipped ({canary['skipped']}): the instructor's solutions were not graded"
     return (
         f"canary: the instructor's solutions got {canary['score']:g}/{canary['max_score']:g} "
         f"before anyone was graded ({canary['seconds']:g} s){by_hand(canary)}"
