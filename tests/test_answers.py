@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from classes import released_course
 
 from grader import answers
 from grader.instructor import course
@@ -310,8 +311,7 @@ def test_a_copy_of_a_locked_cell_is_instructor_code():
 def test_nbgrader_autograde_holds_the_cells_after_a_flagged_cell(tmp_path):
     from nbgrader.api import Gradebook
 
-    root = course.new_course(tmp_path / "course")
-    course.generate_release(root)
+    root = released_course(tmp_path / "course")
     name = "02_fused_cross_entropy"
     honest = course.DemoStudent("honest", "solution", {}, notebooks=[name])
     course.make_submission(root, honest)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from classes import released_course
 
 from grader.instructor import course
 
@@ -57,8 +58,7 @@ def lab_settings(folder: Path) -> Path:
 def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a token, in a fresh course directory (release/ generated, gradebook made)."""
     tmp = tmp_path_factory.mktemp("lab")
-    root = course.new_course(tmp / "course")
-    course.generate_release(root)  # also registers the assignment in the course's gradebook.db
+    root = released_course(tmp / "course")  # release/ generated, the assignment in the course's gradebook.db
     shutil.copytree(course.REPO / "notebooks", root / "notebooks")  # the answer keys, as a reader opens them
     token = secrets.token_hex(16)
     port = free_port()
@@ -296,8 +296,7 @@ def feedback(tmp_path_factory):
     """A demo student with one mistake in Exercise 1, graded by plain nbgrader: its feedback page."""
     import dataclasses
 
-    root = course.new_course(tmp_path_factory.mktemp("feedback") / "course")
-    course.generate_release(root)
+    root = released_course(tmp_path_factory.mktemp("feedback") / "course")
     s = dataclasses.replace(
         next(x for x in course.demo_class() if x.id == ONE_MISTAKE), notebooks=[NOTEBOOK]
     )  # one notebook: a fast autograde

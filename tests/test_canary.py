@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_classgrade import autograde, build
+from classes import autograde, build, class_command
 from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
 from grader import data
@@ -33,10 +33,6 @@ NO_LOCAL_COPY = pytest.mark.skipif(
     (data.default_data_dir() / "names.txt").is_file(),
     reason="this checkout has data/names.txt, which the loader finds first: the missing data set cannot be staged",
 )
-
-
-def class_command(c: Path, out: Path, *extra, env=None):
-    return autograde(c, c / "submitted", out, *extra, env=env, assignment="hw1", timeout=900)
 
 
 def nobody_graded(c: Path, out: Path, assignment: str) -> None:
@@ -101,8 +97,8 @@ def course_source_with_import(module: str) -> dict:
 @NO_LOCAL_COPY
 def test_a_class_without_its_data_set_grades_nobody(tmp_path):
     """The real course, its data set unreadable: the canary stops at the first cell that loads it."""
-    students = [s for s in course.demo_class() if s.id == "solution"]
-    c, submitted = build(tmp_path, students)
+    built = build(tmp_path, [s for s in course.demo_class() if s.id == "solution"])
+    c, submitted = built.course, built.submitted
     env = course.tool_env()
     env[data.ENV_VAR] = str(tmp_path / "no-such" / "names.txt")
     proc = autograde(c, submitted, tmp_path / "out", env=env)

@@ -6,7 +6,6 @@ notebook 01 only, which keeps the class quick. Needs bubblewrap: in CI (CI=true)
 """
 
 import csv
-import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from classes import autograde, build, catalogue, command
 from tiny_course import TINY_ANSWERS, make_tiny_course
 
 from grader.autograde import feedback
@@ -29,11 +29,7 @@ from grader.instructor import course
 
 NOTEBOOK = "01_atomic_backprop"
 KEEP = {"solution", "blank", "copies-grad", "edits-a-test-cell", "deletes-a-test-cell"}
-STUDENTS = [
-    dataclasses.replace(s, notebooks=[NOTEBOOK])
-    for s in course.demo_class(sandbox_only=True)
-    if s.sandbox_only or s.id in KEEP
-]
+STUDENTS = [s for s in catalogue(notebooks=[NOTEBOOK]) if s.sandbox_only or s.id in KEEP]
 # every test here grades (slow), in the sandbox
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 # the attacks of the catalogue: sandbox-only students that are held for review (each prints "blocked: ...")
@@ -75,47 +71,7 @@ def survivors(marker: str) -> list[str]:
     return found
 
 
-def build(root: Path, students) -> tuple[Path, Path]:
-    c = course.new_course(root / "course")
-    course.generate_release(c)
-    submitted = root / "submitted"
-    for s in students:
-        course.make_submission(c, s, out=submitted / s.id / course.ASSIGNMENT)
-    return c, submitted
-
-
 QUICK = ("--cell-timeout", "20")  # the demo class's notebook 01 takes a few seconds a cell
-
-
-def command(c: Path, submitted: Path, out: Path, *extra, assignment: str = course.ASSIGNMENT) -> list[str]:
-    """``python -m grader autograde`` on ``submitted`` with 2 workers, no progress bar, and ``extra``."""
-    return [
-        sys.executable,
-        "-m",
-        "grader",
-        "autograde",
-        assignment,
-        str(submitted),
-        "--course",
-        str(c),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-        "--no-progress",
-        *extra,
-    ]
-
-
-def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, assignment: str = course.ASSIGNMENT, timeout=1800):
-    """Run ``command``; return the finished process."""
-    return subprocess.run(
-        command(c, submitted, out, *extra, assignment=assignment),
-        capture_output=True,
-        text=True,
-        env=env or course.tool_env(),
-        timeout=timeout,
-    )
 
 
 class Server:
@@ -173,7 +129,8 @@ def graded():
     # by the sandbox's rules, not by that
     root = Path(tempfile.mkdtemp(prefix="bn-classgrade-", dir="/var/tmp"))
     try:
-        c, submitted = build(root, STUDENTS)
+        built = build(root, STUDENTS)
+        c, submitted = built.course, built.submitted
         server = Server()
         aim_at(submitted, server.port)
         canaries = plant_canaries(root, c)
@@ -323,14 +280,10 @@ def test_a_second_run_changes_nothing(graded, scores):
 
 
 def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
-    few = [
-        dataclasses.replace(s, notebooks=[NOTEBOOK])
-        for s in course.demo_class()
-        if s.id in ("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n")
-    ]
-    c, submitted = build(tmp_path, few)
-    out = tmp_path / "out"
-    cmd = command(c, submitted, out)
+    few = catalogue(("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n"), notebooks=[NOTEBOOK])
+    built = build(tmp_path, few)
+    c, out = built.course, tmp_path / "out"
+    cmd = command(c, built.submitted, out)
     proc = subprocess.Popen(
         cmd, env=course.tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

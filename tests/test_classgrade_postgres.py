@@ -10,7 +10,6 @@ gradebook must hold every student exactly once with the right scores, and the ga
 and feedback agree with it. In CI (CI=true) a missing PostgreSQL fails.
 """
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from classes import build, catalogue
 from gathered import check_gathered, gradebook_cells
 
 from grader.instructor import course
@@ -77,11 +77,8 @@ def test_the_indexed_job_fills_one_postgresql_gradebook_and_gather_brings_it_tog
     (container,) = spec["template"]["spec"]["containers"]
     assert {v["name"]: v.get("value") for v in container["env"]}["BACKPROP_NINJA_SHARDS"] == str(shards)
 
-    students = [dataclasses.replace(s, notebooks=[NOTEBOOK]) for s in course.demo_class() if s.id in IDS]
-    c = course.new_course(tmp_path / "course")
-    course.generate_release(c)
-    for s in students:
-        course.make_submission(c, s)
+    students = catalogue(IDS, notebooks=[NOTEBOOK])
+    c = build(tmp_path, students, in_course=True).course
     out = tmp_path / "autograde"
     paths = {
         "/class/course/submitted": str(c / "submitted"),

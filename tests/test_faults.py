@@ -12,8 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import classes
 import pytest
-from test_classgrade import autograde
 from tiny_course import TINY_ANSWERS, make_tiny_course
 
 from grader.autograde.submissions import safe_key
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 
 
 def class_command(c: Path, out: Path, *extra):
-    return autograde(c, c / "submitted", out, "--no-canary", *extra, assignment="hw1", timeout=900)
+    return classes.class_command(c, out, "--no-canary", *extra)
 
 
 def test_a_second_run_on_the_same_out_says_who_holds_it_and_stops(tmp_path):

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from classes import released_course
 from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
 from grader.autograde import feedback
@@ -316,10 +317,9 @@ def demo_courses(tmp_path_factory):
     from nbgrader.api import Gradebook
 
     root = tmp_path_factory.mktemp("demo-fidelity")
-    plain = course.new_course(root / "plain")
+    plain = released_course(root / "plain")
     with open(plain / "nbgrader_config.py", "a") as f:
         f.write(LATE_CONFIG)
-    course.generate_release(plain)
     for s in DEMO:
         folder = course.make_submission(plain, s)
         if s.id != UNSTAMPED:

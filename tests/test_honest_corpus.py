@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 import torch.nn.functional as F
+from classes import released_course
 from honest_corpus import NOTEBOOKS, Variant, corpus, source
 
 from grader import answers, atomic, ipython, rerun, training
@@ -356,7 +357,8 @@ def sample() -> list[Variant]:
     rule and every notebook is graded by plain nbgrader at least once; the in-process path grades every
     variant, and this sample shows that path grades as nbgrader does."""
     picked = [next(v for v in CORPUS if any(text in e["replace"] for e in v.edits)) for text in EXAMPLES]
-    picked += [next(v for v in CORPUS if v.notebook == nb) for nb in NOTEBOOKS if nb not in {v.notebook for v in picked}]
+    seen = {v.notebook for v in picked}
+    picked += [next(v for v in CORPUS if v.notebook == nb) for nb in NOTEBOOKS if nb not in seen]
     missing = {r for v in CORPUS for r in v.rules} - {r for v in picked for r in v.rules}
     while missing:
         best = max(CORPUS, key=lambda v: len(missing & set(v.rules)) / (4 if v.notebook == NOTEBOOKS[3] else 1))
@@ -381,8 +383,7 @@ def test_a_sample_gets_full_marks_from_plain_nbgrader_autograde(tmp_path):
     chosen = sample()
     assert {r for v in CORPUS for r in v.rules} == {r for v in chosen for r in v.rules}  # every rule
     assert {v.notebook for v in chosen} == set(NOTEBOOKS)
-    root = course.new_course(tmp_path / "course")
-    course.generate_release(root)
+    root = released_course(tmp_path / "course")
     for variant in chosen:
         submit(root, variant)
     course.nbgrader(root, "autograde", course.ASSIGNMENT)

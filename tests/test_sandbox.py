@@ -7,7 +7,6 @@ last test creates an unprivileged user (``bnstudent``) and runs the probe and on
 as that user. Tests that need root skip when not root, with the reason; in CI (CI=true) they must run.
 """
 
-import dataclasses
 import json
 import os
 import pwd
@@ -18,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from classes import build, catalogue
 
 from grader import paths
 from grader.autograde import sandbox
@@ -390,16 +390,7 @@ def test_as_an_unprivileged_user_the_probe_passes_and_a_weak_sandbox_is_refused(
 
 def build_class(root: Path, ids: list[str]) -> Path:
     """A course in ``root/course`` with the demo class's students ``ids`` (notebook 01 only) in ``root/submitted``."""
-    students = [
-        dataclasses.replace(s, notebooks=["01_atomic_backprop"])
-        for s in course.demo_class(sandbox_only=True)
-        if s.id in ids
-    ]
-    c = course.new_course(root / "course")
-    course.generate_release(c)
-    for s in students:
-        course.make_submission(c, s, out=root / "submitted" / s.id / course.ASSIGNMENT)
-    return c
+    return build(root, catalogue(ids, notebooks=["01_atomic_backprop"])).course
 
 
 def autograde_cmd(python, root: Path, *extra: str) -> list[str]:

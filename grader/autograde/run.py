@@ -1,12 +1,13 @@
 """The class command's run: every student of the class graded, N at once, merged one at a time.
 
-``run`` takes the output folder (``_started``: one run per folder, a full or unwritable one ends with
-one message), finds the submissions, skips the students the ledger says are done, grades the instructor's
-solutions first (``canary``; not when nobody is left to grade), grades the rest in a pool of threads (``grade_one``: prechecks, a
-scratch course, a grading process of its own), and, in this thread only, one student at a time,
-collects its feedback, merges its grades into the real gradebook and records it in the ledger; then
-exports grades.csv and writes the summary. ``Session`` is what a run sets up once and its per-student
-steps; ``session`` keeps one open, for the grade-on-submit service (``grader.instructor.gradeonsubmit``).
+``run`` takes the output folder (``_started``: one run per folder, a full or unwritable one ends with one
+message), finds the submissions, skips the students the ledger says are done, grades the instructor's
+solutions first (``canary``; not when nobody is left to grade), grades the rest in a pool of threads
+(``grade_one``: prechecks, a scratch course, a grading process of its own), and, in this thread only, one
+student at a time, collects its feedback, merges its grades into the real gradebook and records it in the
+ledger; then exports grades.csv and writes the summary. ``Session`` is what a run sets up once and its
+per-student steps; ``session`` keeps one open, for the grade-on-submit service
+(``grader.instructor.gradeonsubmit``).
 """
 
 from __future__ import annotations

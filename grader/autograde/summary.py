@@ -65,7 +65,8 @@ def summarize(
         "mean_per_cell": {f"{nb}/{cell}": round(statistics.mean(v), 3) for (nb, cell), v in sorted(per_cell.items())},
         "review": review,
         "late": late_submissions(db, opts.assignment, ids),
-        "canary": canary,  # the solutions graded first: score, max_score, seconds, by_hand (None: --no-canary; {skipped: why})
+        # the solutions graded first: score, max_score, seconds, by_hand (None: --no-canary; {"skipped": why})
+        "canary": canary,
     }
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "summary.md").write_text(summary_text(summary))
