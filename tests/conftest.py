@@ -5,11 +5,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from grader.instructor import course
 
 # tests/data holds test inputs, among them notebooks (nbgrader's user-guide course): nbval must not run them
 collect_ignore_glob = ["data/*"]
@@ -96,3 +100,27 @@ def pg_url():
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@dataclass
+class Demo:
+    """A course graded by the README's demo command (``root``) and the command's finished process."""
+
+    root: Path
+    proc: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def plain_catalogue(tmp_path_factory) -> Demo:
+    """Every student of source/demo_class.toml that plain nbgrader may grade (all but the sandbox-only ones),
+    graded once per session by plain ``nbgrader autograde`` through ``python -m grader demo --all``: the
+    tests read it (test_pipeline.py, test_browser.py's feedback page) and never change it."""
+    root = tmp_path_factory.mktemp("plain-catalogue") / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],
+        capture_output=True,
+        text=True,
+        env=course.tool_env(),
+        timeout=1800,
+    )
+    return Demo(root, proc)

@@ -383,11 +383,22 @@ def test_the_demo_class_keeps_a_ta_override_across_a_resubmission_as_nbgrader(de
     assert ta["flagged"] is True and got[TA]["timestamp"].startswith("2026-03-01 11:45:00")
 
 
+FORCED = (TA, LATE, UNSTAMPED)  # what --force is about: a TA's override, a late penalty, no timestamp
+
+
 def test_the_demo_class_regraded_with_force_keeps_what_people_wrote_as_nbgrader(demo_courses):
-    """After the override and the resubmission: ``--force`` regrades everyone, both ways, to the same gradebook."""
+    """After the override and the resubmission: ``--force`` regrades everyone handed in, both ways, to the same
+    gradebook. Handed in are the students it is about (``FORCED``); the others' folders are removed from
+    submitted/ first, both ways, so their grades stay as they were (as the removed student's did above)."""
     root, plain, mine = demo_courses
+    for c in (plain, mine):
+        for folder in (c / "submitted").iterdir():
+            if folder.name not in FORCED:
+                shutil.rmtree(folder)
     course.nbgrader(plain, "autograde", course.ASSIGNMENT, "--force")
     proc = class_command(mine, root / "out", "--no-canary", "--force", assignment=course.ASSIGNMENT)
-    assert f"{len(DEMO) - 1} graded now" in proc.stdout  # all but the removed one
+    assert f"{len(FORCED)} graded now" in proc.stdout  # everyone handed in, graded or not before
     got = assert_same_as_plain(mine, plain)
+    assert sorted(got) == sorted(s.id for s in DEMO)  # the removed ones keep their grades
     assert got[TA]["notebooks"][NB1]["comments"]["answer_cross_entropy"][1] == "see me"
+    assert sum(nb["late_submission_penalty"] or 0 for nb in got[LATE]["notebooks"].values()) > 0

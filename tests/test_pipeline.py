@@ -1,13 +1,12 @@
 """The whole pipeline with the real nbgrader: source -> release -> submissions -> autograde -> feedback.
 
 One throwaway course grades every student of source/demo_class.toml through the README's demo
-command (``python -m grader demo --all``); the tests then read its gradebook, notebooks and feedback.
+command (``python -m grader demo --all``, conftest.py's ``plain_catalogue``, graded once per session);
+the tests then read its gradebook, notebooks and feedback.
 """
 
 import csv
 import re
-import subprocess
-import sys
 
 import nbformat
 import pytest
@@ -20,16 +19,8 @@ pytestmark = pytest.mark.slow  # a real nbgrader run of a class
 
 
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course") / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],
-        capture_output=True,
-        text=True,
-        env=course.tool_env(),
-        timeout=1800,
-    )
-    return root, proc
+def graded(plain_catalogue):
+    return plain_catalogue.root, plain_catalogue.proc
 
 
 @pytest.fixture(scope="session")
