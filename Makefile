@@ -35,8 +35,10 @@ demo: $(VENV)/.installed
 # docs/maintainers.md keeps the table).
 STRICT := -o addopts=-ra --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg notebooks
 REPORT  = --durations=25 --junitxml=build/junit-$(1).xml
+# The first session runs on WORKERS processes (pytest-xdist; conftest.py keeps each module on one worker).
+WORKERS ?= 2
 test: $(VENV)/.installed lint
-	$(BIN)/python -m pytest $(call REPORT,tests)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup $(call REPORT,tests)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(STRICT) $(call REPORT,keys-1-thread)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(STRICT) $(call REPORT,keys-2-threads)
 

@@ -10,9 +10,41 @@ GRADING_STEPS steps, not 200,000, as under nbgrader. BACKPROP_NINJA_GRADING=0 sw
 import os
 from pathlib import Path
 
+import pytest
+
 SHARED_NAMES = Path(__file__).resolve().parent.parent / "shared" / "data" / "names.txt"
 
 if not os.environ.get("BACKPROP_NINJA_NAMES") and SHARED_NAMES.is_file():
     os.environ["BACKPROP_NINJA_NAMES"] = str(SHARED_NAMES)
 
 os.environ.setdefault("BACKPROP_NINJA_GRADING", "1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Both cores: `make test` runs pytest-xdist with `--dist loadgroup`. Each test module (and each notebook
+# nbval runs) is one group, run by one worker in its order, so that a module's fixtures are made once; the
+# modules that share a session fixture are one group (GROUPS). The groups are handed out heaviest first
+# (HEAVY, measured: docs/maintainers.md), so that no long group starts last.
+GROUPS = {"test_browser.py": "test_pipeline.py"}  # the feedback page is read from the plain catalogue
+HEAVY = [
+    "test_pipeline.py",
+    "test_gradebook_fidelity.py",
+    "test_classgrade.py",
+    "test_honest_corpus.py",
+    "test_jupyterhub.py",
+    "test_sandbox.py",
+    "test_slurm.py",
+]
+
+
+def group_of(item) -> str:
+    name = item.path.name
+    return GROUPS.get(name, name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group_of(item)))
+    rank = {name: i for i, name in enumerate(HEAVY)}
+    items.sort(key=lambda item: rank.get(group_of(item), len(HEAVY)))  # stable: each group keeps its order
