@@ -48,3 +48,25 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group_of(item)))
     rank = {name: i for i, name in enumerate(HEAVY)}
     items.sort(key=lambda item: rank.get(group_of(item), len(HEAVY)))  # stable: each group keeps its order
+
+
+# ---------------------------------------------------------------------------------------------
+# nbval runs each source notebook once (testpaths); its lax mode lets a cell tagged raises-exception raise.
+# A source notebook holds the solutions, so none of its cells may raise, and none may write to stderr
+# (nbgrader scores a test cell with any stderr 0): checked here on the outputs nbval collected, in the
+# same run (what `nbgrader validate` of a source notebook checks, and more).
+SOURCE = Path(__file__).resolve().parent / "source"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    outputs = getattr(item, "test_outputs", None)  # an nbval cell's outputs (nbval.plugin.IPyNbCell)
+    if outputs is not None and SOURCE in item.path.parents:
+        bad = [
+            f"{o.ename}: {o.evalue}" if o.output_type == "error" else f"stderr: {o.text.strip()[:300]}"
+            for o in outputs
+            if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")
+        ]
+        assert not bad, "a source notebook's cell must not raise or write to stderr:\n" + "\n".join(bad)
+    return result

@@ -111,19 +111,15 @@ def streams(nb, name: str):
     ]
 
 
-@pytest.mark.slow  # a kernel runs the notebook
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_source_runs_without_errors_or_stderr(name, tmp_path):
-    # nbgrader scores a test cell 0 for ANY stderr output: a stray warning would cost points
-    nb = execute(read(SOURCE, name), tmp_path)
-    errors = [(c.id, o.ename) for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors == []
-    assert streams(nb, "stderr") == []
+# The source notebooks run once, under nbval (testpaths): conftest.py fails a cell of theirs that raises or writes
+# to stderr. That is also what `nbgrader validate` of a source notebook checks (every test cell passes).
 
 
 @pytest.mark.slow  # a kernel runs the notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_release_runs_through_every_stub(name, tmp_path):
+    """Run as a student first opens it: no stderr, and every test cell fails (what `nbgrader validate --invert`
+    checks: no test of an unanswered notebook passes; the browser test runs the Validate button on one)."""
     nb = execute(read(RELEASE, name), tmp_path)
     assert streams(nb, "stderr") == []
     for cell in nb.cells:
