@@ -6,6 +6,7 @@ notebook 01 only, which keeps the class quick. Needs bubblewrap: in CI (CI=true)
 """
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -123,6 +124,21 @@ def aim_at(submitted: Path, port: int) -> None:
     path.write_text(text.replace('\\"BN_DEMO_PORT\\", \\"9\\"', f'\\"BN_DEMO_PORT\\", \\"{port}\\"'))
 
 
+@dataclasses.dataclass
+class Graded:
+    """The class graded once: its folder, course, submissions, the command's process, what was there before
+    (digests, modes, the Unix socket server), the TCP server and the run's summary (read before a later run on
+    the same --out rewrites it)."""
+
+    root: Path
+    course: Path
+    submitted: Path
+    proc: subprocess.CompletedProcess
+    before: dict
+    server: Server
+    summary: dict
+
+
 @pytest.fixture(scope="module")
 def graded():
     # outside /tmp (the sandbox has a /tmp of its own): the course, the home and the socket must be hidden
@@ -149,34 +165,34 @@ def graded():
         env["HOME"] = str(root / "home")
         env["DATABASE_URL"] = f"postgresql://grader:{DB_PASSWORD}@127.0.0.1:9/gradebook"
         proc = autograde(c, submitted, root / "out", *QUICK, env=env)
-        yield root, c, submitted, proc, before, server
+        summary = json.loads((root / "out" / "summary.json").read_text()) if proc.returncode == 0 else {}
+        yield Graded(root, c, submitted, proc, before, server, summary)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def scores(graded):
-    return course.scores(graded[1])
+    return course.scores(graded.course)
 
 
 def test_the_command_grades_the_whole_class(graded):
-    root, c, submitted, proc, _, _ = graded
+    proc, summary = graded.proc, graded.summary
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads((root / "out" / "summary.json").read_text())
     assert summary["students"] == len(STUDENTS) and summary["graded_now"] == len(STUDENTS)
     assert "Students that need a look" in proc.stdout
 
 
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
 def test_each_student_gets_the_expected_score_and_reason(s, graded, scores):
-    root = graded[0]
+    root = graded.root
     cells = scores[s.id]
-    held = course.expected_held(s, cells, course.notebook_names(graded[1]))
+    held = course.expected_held(s, cells, course.notebook_names(graded.course))
     assert cells and {c.cell for c in cells if c.needs_manual_grade} == held
     lost = {c.cell for c in cells if c.score < c.max_score}
-    assert lost == course.expected_lost(s, cells, course.notebook_names(graded[1]))
+    assert lost == course.expected_lost(s, cells, course.notebook_names(graded.course))
     if s.review:
-        review = json.loads((root / "out" / "summary.json").read_text())["review"]
+        review = graded.summary["review"]
         assert any(s.review in why for why in review.get(s.id, [])), review.get(s.id)
     if isinstance(s.loses, dict):
         page = root / "out" / "feedback" / s.id / course.ASSIGNMENT / f"{NOTEBOOK}.html"
@@ -189,7 +205,7 @@ def test_each_student_gets_the_expected_score_and_reason(s, graded, scores):
 def test_hostile_code_is_blocked_inside_its_sandbox(student, graded, scores):
     import nbformat
 
-    root = graded[0]
+    root = graded.root
     nb = nbformat.read(root / "out" / "autograded" / student / course.ASSIGNMENT / f"{NOTEBOOK}.ipynb", 4)
     (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_cross_entropy"]
     printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
@@ -200,7 +216,7 @@ def test_hostile_code_is_blocked_inside_its_sandbox(student, graded, scores):
 
 
 def test_everything_else_is_intact(graded, scores):
-    root, c, submitted, _, before, server = graded
+    c, submitted, before, server = graded.course, graded.submitted, graded.before, graded.server
     assert (c / "gradebook.db").is_file() and set(scores) == {s.id for s in STUDENTS}
     assert {p: digest(p) for p in submitted.rglob("*.ipynb")} == before["submissions"]
     assert grader_files() == before["grader"]
@@ -208,7 +224,7 @@ def test_everything_else_is_intact(graded, scores):
 
 
 def test_no_secret_reaches_a_student_and_no_limit_is_passed(graded):
-    root, c, _, _, before, _ = graded
+    root, before = graded.root, graded.before
     for path in (root / "out").rglob("*"):
         if path.is_file() and path.suffix in (".html", ".ipynb", ".json", ".csv", ".md", ".jsonl"):
             text = path.read_text(errors="replace")
@@ -234,7 +250,7 @@ def test_no_secret_reaches_a_student_and_no_limit_is_passed(graded):
 
 
 def test_the_feedback_never_shows_hidden_tests(graded):
-    root, c = graded[0], graded[1]
+    root, c = graded.root, graded.course
     secret = feedback.hidden_lines(c / "source" / course.ASSIGNMENT)
     assert secret  # the source has hidden tests to leak
     pages = list((root / "out" / "feedback").rglob("*.html"))
@@ -248,7 +264,7 @@ def test_the_feedback_never_shows_hidden_tests(graded):
 
 def test_the_feedback_head_is_the_course_configs(graded):
     """The class command loads the course's nbgrader_config.py: its pages have the same head as plain nbgrader's."""
-    root = graded[0]
+    root = graded.root
     page = (root / "out" / "feedback" / "copies-grad" / course.ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
     head = page.split('<div class="panel-body">', 1)[0]
     assert head.count('<tr class="bn-') == 26 and "<code>dlogprobs</code>" in head and "short of points" in head
@@ -256,7 +272,7 @@ def test_the_feedback_head_is_the_course_configs(graded):
 
 
 def test_grades_csv_has_every_total(graded, scores):
-    root = graded[0]
+    root = graded.root
     with open(root / "out" / "grades.csv", newline="") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
     assert set(rows) == {s.id for s in STUDENTS}
@@ -266,7 +282,7 @@ def test_grades_csv_has_every_total(graded, scores):
 
 
 def test_a_second_run_changes_nothing(graded, scores):
-    root, c, submitted = graded[0], graded[1], graded[2]
+    root, c, submitted = graded.root, graded.course, graded.submitted
     proc = autograde(c, submitted, root / "out", *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((root / "out" / "summary.json").read_text())
@@ -280,10 +296,13 @@ def test_a_second_run_changes_nothing(graded, scores):
 
 
 def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
-    few = catalogue(("solution", "blank", "dW2-transposed", "dlogprobs-without-1-over-n"), notebooks=[NOTEBOOK])
-    built = build(tmp_path, few)
-    c, out = built.course, tmp_path / "out"
-    cmd = command(c, built.submitted, out)
+    """SIGKILL after the first student is merged, then the same command again: the rest are graded, nobody twice.
+    The tiny course (one worker, a few seconds a student) keeps the kill inside the run."""
+    answers = {**TINY_ANSWERS, "dave": "def square(x):\n    raise NotImplementedError()"}
+    totals = {"alice": 3.0, "bob": 1.0, "carol": 3.0, "dave": 0.0}  # tests/tiny_course.py: 2 + 1 points
+    c = make_tiny_course(tmp_path / "tiny", answers)
+    out = tmp_path / "out"
+    cmd = command(c, c / "submitted", out, "--workers", "1", "--no-canary", assignment="hw1")
     proc = subprocess.Popen(
         cmd, env=course.tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -292,22 +311,22 @@ def test_a_killed_run_resumes_without_losing_or_doubling_a_grade(tmp_path):
     while time.monotonic() < deadline and proc.poll() is None:
         if ledger.is_file() and ledger.read_text().count("\n") >= 1:
             break
-        time.sleep(0.5)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = [json.loads(line)["student"] for line in ledger.read_text().splitlines()]
-    assert 1 <= len(done) < len(few)
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env(), timeout=1800)
+    assert 1 <= len(done) < len(answers)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=course.tool_env(), timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["graded_now"] == len(few) - len(done)
-    scores = course.scores(c)
-    assert set(scores) == {s.id for s in few}
-    for s in few:
-        cells = scores[s.id]
-        assert len(cells) == len({x.cell for x in cells})  # one grade per cell: nothing counted twice
-        lost = {x.cell for x in cells if x.score < x.max_score}
-        assert lost == course.expected_lost(s, cells, course.notebook_names(c))
+    assert summary["graded_now"] == len(answers) - len(done)
+    scores = course.scores(c, "hw1")
+    assert set(scores) == set(answers)
+    for student, cells in scores.items():
+        assert len(cells) == len({x.cell for x in cells}) == 2  # one grade per cell: nothing counted twice
+        assert sum(x.score for x in cells) == totals[student], student
+    entries = [json.loads(line)["student"] for line in ledger.read_text().splitlines()]
+    assert sorted(entries) == sorted(answers)  # each merged once
 
 
 def test_the_wall_clock_limit_kills_one_student_and_grades_the_rest(tmp_path):
@@ -351,14 +370,13 @@ def test_the_readme_demo_with_the_class_command_grades_everyone_as_expected(tmp_
 
 
 def test_the_canary_gave_the_solutions_full_marks_before_anyone_was_graded(graded):
-    summary = json.loads((graded[0] / "out" / "summary.json").read_text())
-    assert summary["canary"]["score"] == summary["canary"]["max_score"] > 0
-    assert "canary: the instructor's solutions got" in graded[3].stdout
+    assert graded.summary["canary"]["score"] == graded.summary["canary"]["max_score"] > 0
+    assert "canary: the instructor's solutions got" in graded.proc.stdout
 
 
 def test_links_a_kernel_plants_are_never_followed(graded, scores):
     """plants-symlinks: nothing of what it linked to came back, was chmod'ed, or was written through."""
-    root, c, _, _, before, _ = graded
+    root, c, before = graded.root, graded.course, graded.before
     assert {p: p.stat().st_mode for p in before["modes"]} == before["modes"]
     assert {p: digest(p) for p in c.rglob("source/**/*.ipynb")} == before["source"]
     for kind, suffix in (("feedback", ".html"), ("autograded", ".ipynb")):
