@@ -34,17 +34,16 @@ demo: $(VENV)/.installed
 # Each session prints its 25 slowest tests and writes a JUnit XML report to build/ (where CI's time goes:
 # docs/maintainers.md keeps the table).
 STRICT := -o addopts=-ra --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg notebooks
-REPORT  = --durations=25 --junitxml=build/junit-$(1).xml
 # The first session runs on WORKERS processes (pytest-xdist; conftest.py keeps each module on one worker).
 WORKERS ?= 2
 test: $(VENV)/.installed lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup $(call REPORT,tests)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(STRICT) $(call REPORT,keys-1-thread)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(STRICT) $(call REPORT,keys-2-threads)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=25 --junitxml=build/junit-tests.xml
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(STRICT) --durations=25 --junitxml=build/junit-keys-1-thread.xml
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(STRICT) --durations=25 --junitxml=build/junit-keys-2-threads.xml
 
 # the quick loop while developing: the tests not marked slow (no nbgrader run, sandbox, browser or training)
 test-fast: $(VENV)/.installed lint
-	$(BIN)/python -m pytest -m "not slow" tests
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m "not slow" tests
 
 # ruff, pinned in requirements.txt: the whole tree lints and is formatted (notebooks excluded: pyproject.toml)
 lint: $(VENV)/.installed
