@@ -37,13 +37,13 @@ STRICT := -o addopts=-ra --nbval --nbval-current-env --nbval-sanitize-with noteb
 # The first session runs on WORKERS processes (pytest-xdist; conftest.py keeps each module on one worker).
 WORKERS ?= 2
 test: $(VENV)/.installed lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=25 --junitxml=build/junit-tests.xml
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --durations=25 --junitxml=build/junit-tests.xml
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(STRICT) --durations=25 --junitxml=build/junit-keys-1-thread.xml
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(STRICT) --durations=25 --junitxml=build/junit-keys-2-threads.xml
 
 # the quick loop while developing: the tests not marked slow (no nbgrader run, sandbox, browser or training)
 test-fast: $(VENV)/.installed lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m "not slow" tests
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -m "not slow" tests
 
 # ruff, pinned in requirements.txt: the whole tree lints and is formatted (notebooks excluded: pyproject.toml)
 lint: $(VENV)/.installed

@@ -21,33 +21,30 @@ os.environ.setdefault("BACKPROP_NINJA_GRADING", "1")
 
 
 # ---------------------------------------------------------------------------------------------
-# Both cores: `make test` runs pytest-xdist with `--dist loadgroup`. Each test module (and each notebook
-# nbval runs) is one group, run by one worker in its order, so that a module's fixtures are made once; the
-# modules that share a session fixture are one group (GROUPS). The groups are handed out heaviest first
-# (HEAVY, measured: docs/maintainers.md), so that no long group starts last.
-GROUPS = {"test_browser.py": "test_pipeline.py"}  # the feedback page is read from the plain catalogue
+# Both cores: `make test` runs pytest-xdist with `--dist loadfile`: each test module and each notebook nbval
+# runs goes to one worker, in its order (a module's fixtures are made once; a notebook's cells share one
+# kernel). The modules are handed out heaviest first (HEAVY, measured: docs/maintainers.md), so that no long
+# one starts last. (`--dist loadgroup` would let two modules share a worker, but pytest-xdist 3.8 cannot
+# group under pytest 9: it renames a node id pytest 9 no longer reads.)
 HEAVY = [
     "test_pipeline.py",
     "test_gradebook_fidelity.py",
     "test_classgrade.py",
-    "test_honest_corpus.py",
     "test_jupyterhub.py",
-    "test_sandbox.py",
+    "test_honest_corpus.py",
     "test_slurm.py",
+    "test_sandbox.py",
+    "test_canary.py",
+    "test_browser.py",
+    "test_classgrade_postgres.py",
+    "test_faults.py",
 ]
 
 
-def group_of(item) -> str:
-    name = item.path.name
-    return GROUPS.get(name, name)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of(item)))
     rank = {name: i for i, name in enumerate(HEAVY)}
-    items.sort(key=lambda item: rank.get(group_of(item), len(HEAVY)))  # stable: each group keeps its order
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY)))  # stable: each module keeps its order
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,8 +113,8 @@ class Demo:
 @pytest.fixture(scope="session")
 def plain_catalogue(tmp_path_factory) -> Demo:
     """Every student of source/demo_class.toml that plain nbgrader may grade (all but the sandbox-only ones),
-    graded once per session by plain ``nbgrader autograde`` through ``python -m grader demo --all``: the
-    tests read it (test_pipeline.py, test_browser.py's feedback page) and never change it."""
+    graded once per session by plain ``nbgrader autograde`` through ``python -m grader demo --all``:
+    test_pipeline.py reads it and never changes it."""
     root = tmp_path_factory.mktemp("plain-catalogue") / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from classes import released_course
+from classes import catalogue, released_course
 
 from grader.instructor import course
 
@@ -292,12 +292,15 @@ def test_student_with_one_wrong_gradient_sees_where_it_entered_in_the_picture(pa
 
 
 @pytest.fixture(scope="module")
-def feedback(plain_catalogue):
-    """A demo student with one mistake in Exercise 1, graded by plain nbgrader (conftest.py's
-    ``plain_catalogue``): the course and its feedback page."""
-    root = plain_catalogue.root
-    assert plain_catalogue.proc.returncode == 0, plain_catalogue.proc.stdout[-3000:] + plain_catalogue.proc.stderr
-    return root, root / "feedback" / ONE_MISTAKE / course.ASSIGNMENT / f"{NOTEBOOK}.html"
+def feedback(tmp_path_factory):
+    """A demo student with one mistake in Exercise 1, graded by plain nbgrader: its feedback page. (Its own
+    one-notebook course, a few seconds: the plain catalogue of test_pipeline.py may be on the other worker.)"""
+    root = released_course(tmp_path_factory.mktemp("feedback") / "course")
+    (s,) = catalogue([ONE_MISTAKE], notebooks=[NOTEBOOK])  # one notebook: a fast autograde
+    course.make_submission(root, s)
+    course.nbgrader(root, "autograde", course.ASSIGNMENT, "--student", s.id, "--force")
+    course.nbgrader(root, "generate_feedback", course.ASSIGNMENT, "--student", s.id, "--force")
+    return root, root / "feedback" / s.id / course.ASSIGNMENT / f"{NOTEBOOK}.html"
 
 
 def test_feedback_page_names_each_graded_cell_with_its_verdict_and_shows_the_picture(feedback):
