@@ -7,14 +7,14 @@ configurable-http-proxy (npm), LocalProcessSpawner, and the grade-on-submit serv
 (grader/instructor/gradeonsubmit.py) run by the hub under the instructor's account.
 
 Student A's steps are clicks and keystrokes in headless Chromium (Playwright): the hub's PAM login, the
-Assignments tab of nbgrader's labextension (Fetch, the notebook opened from Downloaded assignments,
-Exercise 1's first answer typed into its cell, Ctrl+S, Submit, Fetch Feedback, "(view feedback)", the page
-opened in JupyterLab), with the screenshots in docs/screenshots/. Student B's steps, and A's later
-submissions (the second and third graded, the fourth held by the default limit of 3 per 24 h), are
-nbgrader's own commands (fetch_assignment, submit, fetch_feedback) run as the student's Unix user
-(``runuser -u``): the exchange code behind those buttons. The service run by hand is killed mid-grade and
-restarted, then holds a submission until its (short) window reopens and grades it, and, restarted with a
-deadline, keeps a late one ungraded.
+Assignments tab of nbgrader's labextension (Fetch, the notebook opened from Downloaded assignments, Exercise 1's
+first answer typed into its cell, Ctrl+S, Submit, Fetch Feedback, "(view feedback)", the page opened in
+JupyterLab), with the screenshots in build/artifacts/ (copied to docs/screenshots/ by hand, as the browser
+tests' are: docs/maintainers.md). Student B's steps, and A's later submissions (the second and third graded, the
+fourth held by the default limit of 3 per 24 h), are nbgrader's own commands (fetch_assignment, submit,
+fetch_feedback) run as the student's Unix user (``runuser -u``): the exchange code behind those buttons. The
+service run by hand is killed mid-grade and restarted, then holds a submission until its (short) window reopens
+and grades it, and, restarted with a deadline, keeps a late one ungraded.
 
 Skips (saying why) only when not root or without configurable-http-proxy / bubblewrap; with CI set
 those are failures.
@@ -48,7 +48,7 @@ VENV_BIN = Path(sys.executable).parent  # the hub itself (run as root) runs from
 USER_PY = {"python": sys.executable}  # what the users' processes run: set by user_python()
 CHP = shutil.which("configurable-http-proxy")
 NOTEBOOK = "01_atomic_backprop"
-SCREENSHOTS = course.REPO / "docs" / "screenshots"
+SCREENSHOTS = course.REPO / "build" / "artifacts"  # never into docs/: a test run leaves the tree clean
 
 
 def _need(ok: bool, reason: str) -> None:
