@@ -13,8 +13,8 @@ JupyterLab), with the screenshots in build/artifacts/ (copied to docs/screenshot
 tests' are: docs/maintainers.md). Student B's steps, and A's later submissions (the second and third graded, the
 fourth held by the default limit of 3 per 24 h), are nbgrader's own commands (fetch_assignment, submit,
 fetch_feedback) run as the student's Unix user (``runuser -u``): the exchange code behind those buttons. The
-service run by hand is killed mid-grade and restarted, then holds a submission until its (short) window reopens
-and grades it, and, restarted with a deadline, keeps a late one ungraded.
+service run by hand is killed mid-grade and restarted, then holds a submission while its window is open, grades
+it once restarted with a window that has passed, and, restarted with a deadline, keeps a late one ungraded.
 
 Skips (saying why) only when not root or without configurable-http-proxy / bubblewrap; with CI set
 those are failures.
