@@ -6,7 +6,8 @@
 * ``catalogue(ids, notebooks=...)``: the catalogue's students, in its order, optionally handing in only
   ``notebooks``; ``build(root, students)``: a released course in ``root/course`` with their submissions in
   ``root/submitted`` (``Class``, named fields).
-* ``class_command(...)`` / ``autograde(...)``: ``python -m grader autograde`` as the tests run it.
+* ``class_command(...)`` / ``autograde(...)``: ``python -m grader autograde`` as the tests run it;
+  ``demo(...)``: the README's ``python -m grader demo``.
 
 The graded classes themselves are session fixtures (conftest.py): each is graded once and tests that change
 one work on a copy.
@@ -26,8 +27,6 @@ from pathlib import Path
 
 from grader.instructor import course
 
-NOTEBOOK = "01_atomic_backprop"
-
 
 @functools.cache
 def _released() -> Path:
@@ -45,9 +44,10 @@ def released_course(path: Path) -> Path:
     return path
 
 
-def catalogue(ids=None, notebooks: list[str] | None = None, sandbox_only: bool = True) -> list[course.DemoStudent]:
-    """The catalogue's students (all, or those in ``ids``), each handing in ``notebooks`` when given."""
-    students = [s for s in course.demo_class(sandbox_only=sandbox_only) if ids is None or s.id in ids]
+def catalogue(ids=None, notebooks: list[str] | None = None) -> list[course.DemoStudent]:
+    """The catalogue's students, the sandbox-only ones too (all, or those in ``ids``), each handing in
+    ``notebooks`` when given."""
+    students = [s for s in course.demo_class(sandbox_only=True) if ids is None or s.id in ids]
     if ids is not None:
         missing = set(ids) - {s.id for s in students}
         assert not missing, f"not in source/demo_class.toml: {sorted(missing)}"
@@ -108,3 +108,15 @@ def autograde(c: Path, submitted: Path, out: Path, *extra, env=None, assignment:
 def class_command(c: Path, out: Path, *extra, env=None, assignment: str = "hw1", timeout=900):
     """The class command on the course's own submitted/ (the tiny course's ``hw1`` by default)."""
     return autograde(c, c / "submitted", out, *extra, env=env, assignment=assignment, timeout=timeout)
+
+
+def demo(root: Path, *flags: str, env=None, timeout=1800) -> subprocess.CompletedProcess:
+    """``python -m grader demo --check-release --course-dir ROOT FLAGS`` (the README's demo command); the
+    finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "grader", "demo", "--check-release", "--course-dir", str(root), *flags],
+        capture_output=True,
+        text=True,
+        env=env or course.tool_env(),
+        timeout=timeout,
+    )

@@ -5,15 +5,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from grader.instructor import course
 
 # tests/data holds test inputs, among them notebooks (nbgrader's user-guide course): nbval must not run them
 collect_ignore_glob = ["data/*"]
@@ -115,12 +112,7 @@ def plain_catalogue(tmp_path_factory) -> Demo:
     """Every student of source/demo_class.toml that plain nbgrader may grade (all but the sandbox-only ones),
     graded once per session by plain ``nbgrader autograde`` through ``python -m grader demo --all``:
     test_pipeline.py reads it and never changes it."""
+    from classes import demo
+
     root = tmp_path_factory.mktemp("plain-catalogue") / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "grader", "demo", "--all", "--check-release", "--course-dir", str(root)],
-        capture_output=True,
-        text=True,
-        env=course.tool_env(),
-        timeout=1800,
-    )
-    return Demo(root, proc)
+    return Demo(root, demo(root, "--all"))

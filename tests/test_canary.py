@@ -8,12 +8,10 @@ course needs), it grades nobody, says which cell failed and why, and exits 2. ``
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from classes import autograde, build, class_command
+from classes import autograde, build, class_command, demo
 from tiny_course import TINY_ANSWERS, TINY_SOURCE, make_tiny_course
 
 from grader import data
@@ -115,8 +113,7 @@ def test_a_class_without_its_data_set_grades_nobody(tmp_path):
 def test_make_demo_stops_before_grading_without_its_data_set(tmp_path, path):
     env = course.tool_env()
     env[data.ENV_VAR] = str(tmp_path / "no-such" / "names.txt")
-    cmd = [sys.executable, "-m", "grader", "demo", "--check-release", "--course-dir", str(tmp_path / "demo"), *path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    proc = demo(tmp_path / "demo", *path, env=env, timeout=600)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "error: BACKPROP_NINJA_NAMES=" in proc.stderr and "is not a file" in proc.stderr
     assert "[1/5]" not in proc.stdout and not (tmp_path / "demo").exists()

@@ -19,18 +19,13 @@ pytestmark = pytest.mark.slow  # a real nbgrader run of a class
 
 
 @pytest.fixture(scope="session")
-def graded(plain_catalogue):
-    return plain_catalogue.root, plain_catalogue.proc
-
-
-@pytest.fixture(scope="session")
-def scores(graded):
-    root, _ = graded
+def scores(plain_catalogue):
+    root = plain_catalogue.root
     return course.scores(root)
 
 
-def test_demo_command_grades_everyone_as_expected(graded):
-    root, proc = graded
+def test_demo_command_grades_everyone_as_expected(plain_catalogue):
+    root, proc = plain_catalogue.root, plain_catalogue.proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "NOT AS EXPECTED" not in proc.stdout
     for s in STUDENTS:
@@ -38,14 +33,14 @@ def test_demo_command_grades_everyone_as_expected(graded):
     assert f"feedback: {root / 'feedback'}" in proc.stdout
 
 
-def test_release_is_a_fresh_generation(graded):
-    root, _ = graded
+def test_release_is_a_fresh_generation(plain_catalogue):
+    root = plain_catalogue.root
     assert course.release_differences(root) == []
 
 
 @pytest.mark.parametrize("s", STUDENTS, ids=[s.id for s in STUDENTS])
-def test_each_student_loses_exactly_the_expected_points(s, graded, scores):
-    root, _ = graded
+def test_each_student_loses_exactly_the_expected_points(s, plain_catalogue, scores):
+    root = plain_catalogue.root
     cells = scores[s.id]
     assert len(cells) == sum(len(x) for x in _test_cells(root).values())  # deleted cells come back
     held = course.expected_held(s, cells, course.notebook_names(root))
@@ -83,8 +78,8 @@ def autograded(root, student, notebook):
     return nbformat.read(root / "autograded" / student / course.ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
 
 
-def test_the_solution_prints_nothing_on_stderr(graded):
-    root, _ = graded
+def test_the_solution_prints_nothing_on_stderr(plain_catalogue):
+    root = plain_catalogue.root
     for name in course.notebook_names(root):
         nb = autograded(root, "solution", name)
         bad = [
@@ -97,15 +92,15 @@ def test_the_solution_prints_nothing_on_stderr(graded):
         assert bad == []
 
 
-def test_blank_submission_gets_zero_and_the_stub_hint(graded, scores):
-    root, _ = graded
+def test_blank_submission_gets_zero_and_the_stub_hint(plain_catalogue, scores):
+    root = plain_catalogue.root
     assert sum(c.score for c in scores["blank"]) == 0
     text = course.feedback_text(root, "blank", "01_atomic_backprop")
     assert "`dlogprobs` is not defined yet" in text and "still raises NotImplementedError()" in text
 
 
-def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
-    root, _ = graded
+def test_an_edited_test_cell_is_restored_with_its_hidden_tests(plain_catalogue):
+    root = plain_catalogue.root
     cell = next(
         c
         for c in autograded(root, "edits-a-test-cell", "01_atomic_backprop").cells
@@ -115,8 +110,8 @@ def test_an_edited_test_cell_is_restored_with_its_hidden_tests(graded):
     assert "grader.atomic.verify('counts')" in cell.source
 
 
-def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):
-    root, _ = graded
+def test_a_deleted_test_cell_is_put_back_and_graded(plain_catalogue, scores):
+    root = plain_catalogue.root
     ids = [
         c.metadata.get("nbgrader", {}).get("grade_id")
         for c in autograded(root, "deletes-a-test-cell", "01_atomic_backprop").cells
@@ -125,8 +120,8 @@ def test_a_deleted_test_cell_is_put_back_and_graded(graded, scores):
     assert next(c for c in scores["deletes-a-test-cell"] if c.cell == "test_dW2").max_score == 1
 
 
-def test_grades_csv_has_nbgraders_columns_and_every_total(graded, scores):
-    root, _ = graded
+def test_grades_csv_has_nbgraders_columns_and_every_total(plain_catalogue, scores):
+    root = plain_catalogue.root
     with open(root / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
@@ -152,16 +147,16 @@ def test_grades_csv_has_nbgraders_columns_and_every_total(graded, scores):
 FUSED = ("02_fused_cross_entropy", "03_fused_batchnorm")
 
 
-def test_blank_fused_notebooks_score_zero_through_their_stubs(graded, scores):
-    root, _ = graded
+def test_blank_fused_notebooks_score_zero_through_their_stubs(plain_catalogue, scores):
+    root = plain_catalogue.root
     for notebook in FUSED:
         cells = [c for c in scores["blank"] if c.notebook == notebook]
         assert cells and all(c.score == 0 and not c.needs_manual_grade for c in cells)
         assert "NotImplementedError" in course.feedback_text(root, "blank", notebook)
 
 
-def test_softmax_without_max_passes_the_visible_check_and_fails_the_hidden_one(graded):
-    root, _ = graded
+def test_softmax_without_max_passes_the_visible_check_and_fails_the_hidden_one(plain_catalogue):
+    root = plain_catalogue.root
     cell = next(
         c
         for c in autograded(root, "ce-softmax-without-max", FUSED[0]).cells
@@ -176,11 +171,11 @@ def test_softmax_without_max_passes_the_visible_check_and_fails_the_hidden_one(g
 TRAINING = "04_full_training"
 
 
-def test_training_runs_in_grading_mode_under_autograde(graded, scores):
+def test_training_runs_in_grading_mode_under_autograde(plain_catalogue, scores):
     """nbgrader sets NBGRADER_EXECUTION: the solution trains GRADING_STEPS steps and gets every point of Exercise 4."""
     from grader import training
 
-    root, _ = graded
+    root = plain_catalogue.root
     cells = {
         c.metadata.get("nbgrader", {}).get("grade_id") or c.get("id"): c
         for c in autograded(root, "solution", TRAINING).cells
@@ -193,8 +188,8 @@ def test_training_runs_in_grading_mode_under_autograde(graded, scores):
     assert len(mine) == 8 and sum(c.score for c in mine) == sum(c.max_score for c in mine) == 10
 
 
-def test_blank_training_notebook_scores_zero_through_its_stub(graded, scores):
-    root, _ = graded
+def test_blank_training_notebook_scores_zero_through_its_stub(plain_catalogue, scores):
+    root = plain_catalogue.root
     cells = [c for c in scores["blank"] if c.notebook == TRAINING]
     assert len(cells) == 8 and all(c.score == 0 and not c.needs_manual_grade for c in cells)
     text = course.feedback_text(root, "blank", TRAINING)
